@@ -1,0 +1,74 @@
+//! Store settings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::event::Limits;
+use crate::wal::fault::FaultPlan;
+use crate::wal::{FsyncMode, MidLogCorruption};
+
+pub const DEFAULT_FSYNC_INTERVAL_MS: u32 = 100;
+pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 << 20;
+
+#[derive(Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    /// Number of shards; 0 means one per available core. Fixed once the data directory exists.
+    pub shards: usize,
+    pub fsync: FsyncMode,
+    pub segment_size_bytes: u64,
+    pub limits: Limits,
+    pub default_query_limit: usize,
+    pub max_query_limit: usize,
+    pub mid_log_corruption: MidLogCorruption,
+    /// Messages a shard's inbox holds before callers wait (back-pressure).
+    pub queue_capacity: usize,
+    /// Accepted-but-unwritten bytes a shard holds before it stops taking messages.
+    pub max_pending_bytes: usize,
+    /// Test only: put a fault-injecting layer under the WAL.
+    pub fault_plan: Option<Arc<FaultPlan>>,
+}
+
+impl StoreConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            shards: 0,
+            fsync: FsyncMode::IntervalMs(DEFAULT_FSYNC_INTERVAL_MS),
+            segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
+            limits: Limits::default(),
+            default_query_limit: 100,
+            max_query_limit: 10_000,
+            mid_log_corruption: MidLogCorruption::Skip,
+            queue_capacity: 4096,
+            max_pending_bytes: 32 << 20,
+            fault_plan: None,
+        }
+    }
+
+    pub fn shards(mut self, shards: usize) -> StoreConfig {
+        self.shards = shards;
+        self
+    }
+
+    /// `FSYNC_INTERVAL` in ms: 0 acknowledges only after fdatasync.
+    pub fn fsync_interval_ms(mut self, interval_ms: u32) -> StoreConfig {
+        self.fsync = FsyncMode::from_interval_ms(interval_ms);
+        self
+    }
+
+    pub fn segment_size_bytes(mut self, size_bytes: u64) -> StoreConfig {
+        self.segment_size_bytes = size_bytes;
+        self
+    }
+
+    pub fn mid_log_corruption(mut self, policy: MidLogCorruption) -> StoreConfig {
+        self.mid_log_corruption = policy;
+        self
+    }
+
+    pub fn fault_plan(mut self, plan: Arc<FaultPlan>) -> StoreConfig {
+        self.fault_plan = Some(plan);
+        self
+    }
+}

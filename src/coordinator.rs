@@ -1,0 +1,338 @@
+//! The coordinator: the `Send + Sync` handle applications use. It validates input, routes appends to
+//! the owning shards over bounded channels, fans queries out and merges the shards' sorted answers.
+//! Reads scoped to one entity or id go straight to the shards' maps from the calling thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_channel::oneshot;
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use uuid::Uuid;
+
+use crate::config::StoreConfig;
+use crate::error::Error;
+use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
+use crate::meta::{self, DirLock};
+use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult};
+use crate::shard::{run_shard, shard_for, ShardContext, ShardMsg, ShardShared};
+use crate::wal::fault::FaultyStorage;
+use crate::wal::io::DmaStorage;
+use crate::wal::RecoveryReport;
+
+/// What an append returns for each event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendAck {
+    pub id: Uuid,
+    pub shard: u32,
+    pub position: u64,
+    pub version: u64,
+    pub timestamp_us: i64,
+    /// The id was already stored: this is the original event, nothing was written.
+    pub duplicate: bool,
+}
+
+/// Counters of one shard at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardStatus {
+    pub shard: u32,
+    pub events: u64,
+    pub visible_position: u64,
+    pub events_appended: u64,
+    pub wal_writes: u64,
+    pub wal_bytes: u64,
+    pub fsyncs: u64,
+    pub failure: Option<String>,
+}
+
+struct ShardHandle {
+    inbox: flume::Sender<ShardMsg>,
+    shared: Arc<ShardShared>,
+}
+
+struct Inner {
+    config: StoreConfig,
+    shards: Vec<ShardHandle>,
+    executors: Mutex<Vec<ExecutorJoinHandle<()>>>,
+    recovery: Vec<RecoveryReport>,
+    closed: AtomicBool,
+    /// Held until the shards have stopped; released by close, so the directory can be reopened.
+    lock: Mutex<Option<DirLock>>,
+}
+
+/// An open store. Cheap to clone; every clone is the same store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `config.data_dir`: starts one executor per shard, each pinned to a
+    /// core, and recovers every shard's WAL in parallel. Blocks until all shards are ready.
+    pub fn open(config: StoreConfig) -> Result<Store, Error> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let lock = meta::lock(dir)?;
+        let cores: Vec<usize> = core_affinity::get_core_ids()
+            .map(|ids| ids.into_iter().map(|c| c.id).collect())
+            .filter(|ids: &Vec<usize>| !ids.is_empty())
+            .unwrap_or_else(|| vec![0]);
+        let meta = meta::load_or_create(dir, config.shards, cores.len())?;
+
+        let mut shards = Vec::with_capacity(meta.shards);
+        let mut executors = Vec::with_capacity(meta.shards);
+        let mut recovered = Vec::with_capacity(meta.shards);
+        let mut failure = None;
+        for k in 0..meta.shards {
+            let (inbox, inbox_rx) = flume::bounded(config.queue_capacity);
+            let shared = Arc::new(ShardShared::new(k as u32));
+            let ctx = ShardContext {
+                shared: shared.clone(),
+                wal_dir: dir.join(format!("shard-{k}")).join("wal"),
+                fsync: config.fsync,
+                segment_size_bytes: config.segment_size_bytes,
+                mid_log_corruption: config.mid_log_corruption,
+                max_pending_bytes: config.max_pending_bytes,
+                inbox: inbox_rx,
+            };
+            let (report_tx, report_rx) = oneshot::channel();
+            let on_recovered = move |r: Result<RecoveryReport, Error>| {
+                let _ = report_tx.send(r);
+            };
+            let fault_plan = config.fault_plan.clone();
+            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()]))
+                .name(&format!("tidelog-shard-{k}"))
+                .spawn(move || async move {
+                    match fault_plan {
+                        Some(plan) => run_shard(FaultyStorage { plan }, ctx, on_recovered).await,
+                        None => run_shard(DmaStorage, ctx, on_recovered).await,
+                    }
+                });
+            match spawned {
+                Ok(handle) => executors.push(handle),
+                Err(e) => {
+                    failure = Some(Error::io(format!("start executor of shard {k}"), e.into()));
+                    break;
+                }
+            }
+            shards.push(ShardHandle { inbox, shared });
+            recovered.push(report_rx);
+        }
+        // Shards recover in parallel, each on its own core; collect every answer before deciding.
+        let mut recovery = Vec::with_capacity(meta.shards);
+        for report in recovered {
+            match futures_lite::future::block_on(report) {
+                Ok(Ok(report)) => recovery.push(report),
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => failure = failure.or(Some(Error::Closed)),
+            }
+        }
+        let store = Store {
+            inner: Arc::new(Inner {
+                config,
+                shards,
+                executors: Mutex::new(executors),
+                recovery,
+                closed: AtomicBool::new(false),
+                lock: Mutex::new(Some(lock)),
+            }),
+        };
+        match failure {
+            Some(e) => {
+                store.halt();
+                Err(e)
+            }
+            None => Ok(store),
+        }
+    }
+
+    /// What recovery found in each shard when the store was opened.
+    pub fn recovery_reports(&self) -> &[RecoveryReport] {
+        &self.inner.recovery
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// The shard that owns an entity.
+    pub fn shard_of(&self, tenant_id: &str, entity_id: &str) -> usize {
+        shard_for(tenant_id, entity_id, self.shard_count())
+    }
+
+    /// Appends one event.
+    pub async fn append(&self, event: NewEvent) -> Result<AppendAck, Error> {
+        Ok(self.append_batch(vec![event]).await?.pop().expect("one ack per event"))
+    }
+
+    /// Appends a batch. Invalid input rejects the whole batch before anything is written. Each shard's
+    /// part is atomic: written in one WAL write, visible all at once, and rejected whole on a version or
+    /// id conflict. Acks come back in the batch's order.
+    pub async fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<AppendAck>, Error> {
+        validate_batch(&events, &self.inner.config.limits)?;
+        let n = self.shard_count();
+        let total = events.len();
+        let mut parts: Vec<Vec<(usize, NewEvent)>> = (0..n).map(|_| Vec::new()).collect();
+        for (index, event) in events.into_iter().enumerate() {
+            let shard = shard_for(&event.tenant_id, &event.entity_id, n);
+            if let Some(id) = event.id {
+                // An id is unique across the store; its owning shard checks its own part.
+                let elsewhere = (0..n).filter(|&s| s != shard).any(|s| self.inner.shards[s].shared.contains_id(&id));
+                if elsewhere {
+                    return Err(Error::IdConflict { id, index });
+                }
+            }
+            parts[shard].push((index, event));
+        }
+        let mut replies = Vec::new();
+        for (shard, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+            let (reply, rx) = oneshot::channel();
+            self.send(shard, ShardMsg::Append { events: part, reply }).await?;
+            replies.push(rx);
+        }
+        let mut acks: Vec<Option<AppendAck>> = vec![None; total];
+        let mut first_error = None;
+        for rx in replies {
+            match rx.await {
+                Ok(Ok(part)) => part.into_iter().for_each(|(index, ack)| acks[index] = Some(ack)),
+                Ok(Err(e)) => first_error = first_error.or(Some(e)),
+                Err(_) => first_error = first_error.or(Some(Error::Closed)),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(acks.into_iter().map(|a| a.expect("every event acknowledged")).collect()),
+        }
+    }
+
+    /// An event by id, if it exists in `tenant_id`.
+    pub fn get(&self, tenant_id: &str, id: &Uuid) -> Option<StoredEvent> {
+        self.inner.shards.iter().find_map(|s| s.shared.get_by_id(tenant_id, id))
+    }
+
+    /// Runs a query. Entity queries read the owning shard's maps directly; the others run on every shard
+    /// and are merged by (timestamp, position).
+    pub async fn query(&self, query: &Query) -> Result<QueryResult, Error> {
+        validate_tenant(&query.tenant_id).map_err(|e| QueryError::Tenant(e.reason))?;
+        let limit = query.limit.unwrap_or(self.inner.config.default_query_limit);
+        if limit == 0 {
+            return Err(QueryError::ZeroLimit.into());
+        }
+        let max = self.inner.config.max_query_limit;
+        if limit > max {
+            return Err(QueryError::LimitTooLarge { limit, max }.into());
+        }
+        let want = query.offset.saturating_add(limit).saturating_add(1);
+        let lists = match &query.entity_id {
+            Some(entity_id) => {
+                let shard = &self.inner.shards[self.shard_of(&query.tenant_id, entity_id)];
+                vec![shard.shared.entity_query(query, entity_id, want)]
+            }
+            None => {
+                let mut pending = Vec::with_capacity(self.shard_count());
+                for shard in 0..self.shard_count() {
+                    let (reply, rx) = oneshot::channel();
+                    self.send(shard, ShardMsg::Query { query: query.clone(), want, reply }).await?;
+                    pending.push(rx);
+                }
+                let mut lists = Vec::with_capacity(pending.len());
+                for rx in pending {
+                    lists.push(rx.await.map_err(|_| Error::Closed)?);
+                }
+                lists
+            }
+        };
+        let (events, has_more) = merge_sorted(lists, query.order, query.offset, limit, sort_key);
+        Ok(QueryResult { events, has_more })
+    }
+
+    /// An entity's state (payloads folded in version order), now or as of an instant.
+    pub fn entity_state(&self, tenant_id: &str, entity_id: &str, as_of_us: Option<i64>) -> Option<EntityState> {
+        self.inner.shards[self.shard_of(tenant_id, entity_id)].shared.entity_state(tenant_id, entity_id, as_of_us)
+    }
+
+    pub fn status(&self) -> Vec<ShardStatus> {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| {
+                let stats = &s.shared.stats;
+                ShardStatus {
+                    shard: s.shared.index,
+                    events: s.shared.event_count(),
+                    visible_position: s.shared.visible_position(),
+                    events_appended: stats.events_appended.load(Ordering::Relaxed),
+                    wal_writes: stats.wal_writes.load(Ordering::Relaxed),
+                    wal_bytes: stats.wal_bytes.load(Ordering::Relaxed),
+                    fsyncs: stats.fsyncs.load(Ordering::Relaxed),
+                    failure: s.shared.failure().map(str::to_string),
+                }
+            })
+            .collect()
+    }
+
+    /// Flushes and fdatasyncs every shard, then stops them. Closing again does nothing. Do not call it
+    /// from a shard's own executor.
+    pub fn close(&self) -> Result<(), Error> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut replies = Vec::new();
+        for shard in &self.inner.shards {
+            let (reply, rx) = oneshot::channel();
+            if shard.inbox.send(ShardMsg::Close { reply }).is_ok() {
+                replies.push(rx);
+            }
+        }
+        let mut result = Ok(());
+        for rx in replies {
+            if let Ok(Err(e)) = futures_lite::future::block_on(rx) {
+                result = result.and(Err(e));
+            }
+        }
+        self.join_executors();
+        result
+    }
+
+    /// Stops every shard at once, without flushing or syncing: what a crash leaves behind, for tests.
+    #[doc(hidden)]
+    pub fn halt(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        for shard in &self.inner.shards {
+            let _ = shard.inbox.send(ShardMsg::Halt);
+        }
+        self.join_executors();
+    }
+
+    fn join_executors(&self) {
+        let executors = std::mem::take(&mut *self.inner.executors.lock().unwrap());
+        for executor in executors {
+            let _ = executor.join();
+        }
+        self.inner.lock.lock().unwrap().take();
+    }
+
+    async fn send(&self, shard: usize, msg: ShardMsg) -> Result<(), Error> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.inner.shards[shard].inbox.send_async(msg).await.map_err(|_| Error::Closed)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            for shard in &self.shards {
+                let (reply, _rx) = oneshot::channel();
+                let _ = shard.inbox.send(ShardMsg::Close { reply });
+            }
+            for executor in std::mem::take(&mut *self.executors.lock().unwrap()) {
+                let _ = executor.join();
+            }
+        }
+    }
+}

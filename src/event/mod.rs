@@ -1,0 +1,9 @@
+//! The event model: what clients submit, what is stored, and how input is checked.
+
+mod input;
+mod model;
+mod validate;
+
+pub use input::{NewEvent, DEFAULT_TENANT};
+pub use model::{ArchivedEvent, Event, StoredEvent};
+pub use validate::{validate_batch, validate_event, validate_tenant, Field, Limits, ValidationError};

@@ -1,0 +1,172 @@
+//! The stored event: archived once with rkyv, kept and read as archived bytes.
+
+use std::sync::Arc;
+
+use rkyv::util::AlignedVec;
+use uuid::Uuid;
+
+/// One event as it is stored. The archived form of this struct is the WAL record body and the in-memory
+/// representation; see `docs/FORMAT.md`. Field order is part of the on-disk format.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub position: u64,
+    pub timestamp_us: i64,
+    pub version: u64,
+    pub id: [u8; 16],
+    pub tenant_id: String,
+    pub entity_id: String,
+    pub event_type: String,
+    /// JSON text, validated on input.
+    pub payload: String,
+    /// JSON text, validated on input.
+    pub metadata: Option<String>,
+}
+
+/// Archived event bytes, shared cheaply between the shard's maps and readers on any thread.
+///
+/// Invariant: the bytes are a valid archive of [`Event`]. They are either produced by our own serializer
+/// or checked with bytecheck once (recovery), so later reads skip validation.
+#[derive(Clone)]
+pub struct StoredEvent(Arc<AlignedVec>);
+
+impl StoredEvent {
+    /// Serialises `event` (the one encoding it gets) into exactly-sized aligned bytes.
+    pub(crate) fn encode(event: &Event) -> StoredEvent {
+        let estimate = 128
+            + event.tenant_id.len()
+            + event.entity_id.len()
+            + event.event_type.len()
+            + event.payload.len()
+            + event.metadata.as_ref().map_or(0, String::len);
+        let mut bytes = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(event, AlignedVec::<16>::with_capacity(estimate))
+            .expect("serialising an Event into memory cannot fail");
+        bytes.shrink_to_fit();
+        StoredEvent(Arc::new(bytes))
+    }
+
+    /// Validates untrusted bytes (read back from disk) and copies them into aligned storage.
+    pub(crate) fn decode(body: &[u8]) -> Result<StoredEvent, rkyv::rancor::Error> {
+        let mut bytes = AlignedVec::<16>::with_capacity(body.len());
+        bytes.extend_from_slice(body);
+        rkyv::access::<ArchivedEvent, rkyv::rancor::Error>(&bytes)?;
+        Ok(StoredEvent(Arc::new(bytes)))
+    }
+
+    /// The archived event, read in place.
+    #[inline]
+    pub fn archived(&self) -> &ArchivedEvent {
+        // SAFETY: the type invariant above: the bytes were produced by `encode` or validated by `decode`,
+        // and they are never mutated afterwards (shared behind an Arc).
+        unsafe { rkyv::access_unchecked::<ArchivedEvent>(&self.0) }
+    }
+
+    /// The archived bytes (the WAL record body).
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn position(&self) -> u64 {
+        self.archived().position.to_native()
+    }
+    pub fn timestamp_us(&self) -> i64 {
+        self.archived().timestamp_us.to_native()
+    }
+    pub fn version(&self) -> u64 {
+        self.archived().version.to_native()
+    }
+    pub fn id(&self) -> Uuid {
+        Uuid::from_bytes(self.archived().id)
+    }
+    pub fn tenant_id(&self) -> &str {
+        self.archived().tenant_id.as_str()
+    }
+    pub fn entity_id(&self) -> &str {
+        self.archived().entity_id.as_str()
+    }
+    pub fn event_type(&self) -> &str {
+        self.archived().event_type.as_str()
+    }
+    /// The payload's JSON text.
+    pub fn payload_json(&self) -> &str {
+        self.archived().payload.as_str()
+    }
+    /// The metadata's JSON text, if any.
+    pub fn metadata_json(&self) -> Option<&str> {
+        self.archived().metadata.as_ref().map(|m| m.as_str())
+    }
+
+    /// Deserialises into an owned [`Event`] (for callers that want one; queries do not need it).
+    pub fn to_event(&self) -> Event {
+        rkyv::deserialize::<Event, rkyv::rancor::Error>(self.archived()).expect("archive is valid")
+    }
+
+    /// The event as the JSON object clients see: `{id, tenant_id, entity_id, event_type, payload, metadata,
+    /// timestamp, version, position}`, timestamps RFC 3339 with microseconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        let parse = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        serde_json::json!({
+            "id": self.id().to_string(),
+            "tenant_id": self.tenant_id(),
+            "entity_id": self.entity_id(),
+            "event_type": self.event_type(),
+            "payload": parse(self.payload_json()),
+            "metadata": self.metadata_json().map(parse),
+            "timestamp": crate::time::format_rfc3339_us(self.timestamp_us()),
+            "version": self.version(),
+            "position": self.position(),
+        })
+    }
+}
+
+impl std::fmt::Debug for StoredEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredEvent")
+            .field("position", &self.position())
+            .field("id", &self.id())
+            .field("tenant_id", &self.tenant_id())
+            .field("entity_id", &self.entity_id())
+            .field("event_type", &self.event_type())
+            .field("version", &self.version())
+            .field("timestamp_us", &self.timestamp_us())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Event {
+        Event {
+            position: 7,
+            timestamp_us: 1_700_000_000_123_456,
+            version: 3,
+            id: *Uuid::now_v7().as_bytes(),
+            tenant_id: "acme".into(),
+            entity_id: "user-1".into(),
+            event_type: "user.created".into(),
+            payload: r#"{"name":"Ada"}"#.into(),
+            metadata: Some(r#"{"ip":"127.0.0.1"}"#.into()),
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trip_reads_archived_fields() {
+        let event = sample();
+        let stored = StoredEvent::encode(&event);
+        assert_eq!(stored.bytes().len() % 8, 0, "record bodies must stay 8-byte multiples");
+        let decoded = StoredEvent::decode(stored.bytes()).unwrap();
+        assert_eq!(decoded.to_event(), event);
+        assert_eq!(decoded.entity_id(), "user-1");
+        assert_eq!(decoded.metadata_json(), Some(r#"{"ip":"127.0.0.1"}"#));
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        let stored = StoredEvent::encode(&sample());
+        let mut bytes = stored.bytes().to_vec();
+        let n = bytes.len();
+        bytes[n - 8..].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(StoredEvent::decode(&bytes).is_err());
+    }
+}

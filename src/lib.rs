@@ -1,0 +1,33 @@
+//! tidelog: a durable, thread-per-core event store.
+//!
+//! One shard per core, each a glommio executor with its own io_uring WAL (group commit), its own
+//! DashMaps of rkyv-archived events and its own indexes. [`Store`] is the handle applications use.
+//!
+//! ```no_run
+//! use tidelog::{NewEvent, Query, Store, StoreConfig};
+//! let store = Store::open(StoreConfig::new("./tidelog-data").fsync_interval_ms(0))?;
+//! let ack = futures_lite::future::block_on(
+//!     store.append(NewEvent::new("user-1", "user.created", &serde_json::json!({"name": "Ada"}))),
+//! )?;
+//! let page = futures_lite::future::block_on(store.query(&Query::tenant("default").entity("user-1")))?;
+//! assert_eq!(page.events[0].id(), ack.id);
+//! store.close()?;
+//! # Ok::<(), tidelog::Error>(())
+//! ```
+
+pub mod config;
+pub mod coordinator;
+pub mod error;
+pub mod event;
+mod meta;
+pub mod query;
+pub mod shard;
+pub mod time;
+pub mod wal;
+
+pub use config::StoreConfig;
+pub use coordinator::{AppendAck, ShardStatus, Store};
+pub use error::Error;
+pub use event::{NewEvent, StoredEvent, DEFAULT_TENANT};
+pub use query::{EntityState, Order, Query, QueryResult, TypeFilter};
+pub use wal::{FsyncMode, MidLogCorruption, RecoveryReport};

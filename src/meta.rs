@@ -1,0 +1,80 @@
+//! The data directory's metadata file and its lock.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::wal::segment::FORMAT_VERSION;
+
+const META_FILE: &str = "tidelog.json";
+const LOCK_FILE: &str = "LOCK";
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Meta {
+    pub format_version: u32,
+    pub shards: usize,
+}
+
+fn dir_error(dir: &Path, reason: impl Into<String>) -> Error {
+    Error::DataDir { path: dir.display().to_string(), reason: reason.into() }
+}
+
+/// Reads the metadata, or writes it (atomically) for a new directory. `shards == 0` takes what the
+/// directory says, or `default_shards` for a new one.
+pub fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -> Result<Meta, Error> {
+    let path = dir.join(META_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let meta: Meta = serde_json::from_slice(&bytes)
+                .map_err(|e| dir_error(dir, format!("{META_FILE} is unreadable: {e}")))?;
+            if meta.format_version != FORMAT_VERSION {
+                return Err(dir_error(dir, format!("format version {}, this build reads {FORMAT_VERSION}", meta.format_version)));
+            }
+            if shards != 0 && shards != meta.shards {
+                return Err(dir_error(
+                    dir,
+                    format!(
+                        "it was created with {} shards and cannot be opened with {shards}: events are placed by \
+                         shard count, so re-sharding would split entities (open it with --shards {})",
+                        meta.shards, meta.shards
+                    ),
+                ));
+            }
+            Ok(meta)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let meta = Meta { format_version: FORMAT_VERSION, shards: if shards == 0 { default_shards } else { shards } };
+            let tmp = dir.join(format!("{META_FILE}.tmp"));
+            let mut file = File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+            file.write_all(&serde_json::to_vec_pretty(&meta).expect("serialisable"))
+                .and_then(|_| file.sync_all())
+                .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("rename {}", tmp.display()), e))?;
+            sync_dir(dir)?;
+            Ok(meta)
+        }
+        Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+    }
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("fsync {}", dir.display()), e))
+}
+
+/// An exclusive lock on the data directory, held while the store is open (released by the kernel if
+/// the process dies).
+pub struct DirLock(#[allow(dead_code)] File);
+
+pub fn lock(dir: &Path) -> Result<DirLock, Error> {
+    let path = dir.join(LOCK_FILE);
+    let file = File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    // SAFETY: flock on a valid, owned file descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(dir_error(dir, "it is in use by another tidelog process"));
+    }
+    Ok(DirLock(file))
+}

@@ -1,0 +1,437 @@
+//! The shard's tasks on its executor: the acceptor (validates against current versions, assigns
+//! positions, encodes, frames), the writer (one WAL write per batch of accepted appends, group commit),
+//! and in interval mode the syncer (fdatasync every N ms while bytes are unsynced).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_channel::oneshot;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use uuid::Uuid;
+
+use super::index::LocalIndex;
+use super::shared::{entity_key, ShardShared};
+use crate::coordinator::AppendAck;
+use crate::error::Error;
+use crate::event::{Event, NewEvent, StoredEvent};
+use crate::query::Query;
+use crate::wal::io::{WalFile, WalStorage};
+use crate::wal::record::append_frame;
+use crate::wal::recovery::{recover, MidLogCorruption, RecoveryReport};
+use crate::wal::writer::{CurrentFile, WalWriter};
+use crate::wal::{FsyncMode, GroupCommit, WalError};
+
+/// Each event with its index in the client's batch.
+pub type AppendReply = oneshot::Sender<Result<Vec<(usize, AppendAck)>, Error>>;
+
+pub(crate) enum ShardMsg {
+    Append { events: Vec<(usize, NewEvent)>, reply: AppendReply },
+    Query { query: Query, want: usize, reply: oneshot::Sender<Vec<StoredEvent>> },
+    /// Flush, fdatasync, stop.
+    Close { reply: oneshot::Sender<Result<(), Error>> },
+    /// Stop at once without flushing: a crash, for tests.
+    Halt,
+}
+
+/// Everything a shard needs to start.
+pub(crate) struct ShardContext {
+    pub shared: Arc<ShardShared>,
+    pub wal_dir: PathBuf,
+    pub fsync: FsyncMode,
+    pub segment_size_bytes: u64,
+    pub mid_log_corruption: MidLogCorruption,
+    pub max_pending_bytes: usize,
+    pub inbox: flume::Receiver<ShardMsg>,
+}
+
+struct Waiter {
+    acks: Vec<(usize, AppendAck)>,
+    reply: AppendReply,
+}
+
+/// Records accepted but not yet handed to the WAL.
+#[derive(Default)]
+struct Pending {
+    frames: Vec<u8>,
+    first_position: u64,
+    last_position: u64,
+}
+
+struct Core {
+    shared: Arc<ShardShared>,
+    index: LocalIndex,
+    next_position: u64,
+    last_timestamp_us: i64,
+    pending: Pending,
+    commit: GroupCommit<Waiter>,
+    closing: bool,
+}
+
+impl Core {
+    fn shard(&self) -> u32 {
+        self.shared.index
+    }
+
+    fn failed_error(&self) -> Option<Error> {
+        self.shared.failure().map(|reason| Error::ShardFailed { shard: self.shard(), reason: reason.to_string() })
+    }
+
+    /// Makes acknowledged positions visible, then answers their waiters (so a caller reads its writes).
+    fn release(&mut self, waiters: Vec<Waiter>) {
+        self.shared.publish(self.commit.acked());
+        for waiter in waiters {
+            let _ = waiter.reply.send(Ok(waiter.acks));
+        }
+    }
+
+    /// A write or fdatasync failed: nothing more is acknowledged, by this process, ever.
+    fn fail(&mut self, error: &WalError) {
+        self.shared.fail(error.to_string());
+        self.pending = Pending::default();
+        for waiter in self.commit.drain_all() {
+            let _ = waiter.reply.send(Err(self.failed_error().expect("just failed")));
+        }
+    }
+
+    fn now_us(&mut self) -> i64 {
+        // Server-assigned timestamps never go back within a shard, even if the clock does.
+        self.last_timestamp_us = crate::time::now_us().max(self.last_timestamp_us);
+        self.last_timestamp_us
+    }
+
+    /// Checks and applies one shard's part of a batch. Either all of its new events are accepted (one
+    /// contiguous range of positions, framed as one batch) or none is.
+    fn accept(&mut self, events: Vec<(usize, NewEvent)>, reply: AppendReply) {
+        if let Some(err) = self.failed_error() {
+            let _ = reply.send(Err(err));
+            return;
+        }
+        let plan = match self.plan(&events) {
+            Ok(plan) => plan,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
+        let new_count = plan.iter().filter(|p| matches!(p, Planned::New { .. })).count();
+        let mut acks = Vec::with_capacity(events.len());
+        let mut wait_for = 0u64;
+        let mut written = 0usize;
+        let mut body_scratch: HashMap<Uuid, AppendAck> = HashMap::new();
+        for ((index, event), planned) in events.into_iter().zip(plan) {
+            let ack = match planned {
+                Planned::Existing(position) => {
+                    let stored = self.shared.get_any(position).expect("indexed event exists");
+                    ack_of(self.shard(), &stored, true)
+                }
+                Planned::SameBatch(id) => AppendAck { duplicate: true, ..body_scratch[&id].clone() },
+                Planned::New { version } => {
+                    written += 1;
+                    let stored = self.encode(event, version);
+                    append_frame(&mut self.pending.frames, stored.bytes(), written < new_count);
+                    let ack = ack_of(self.shard(), &stored, false);
+                    body_scratch.insert(ack.id, ack.clone());
+                    self.index.insert(&stored);
+                    self.shared.insert(stored);
+                    ack
+                }
+            };
+            wait_for = wait_for.max(ack.position);
+            acks.push((index, ack));
+        }
+        self.shared.stats.events_appended.fetch_add(written as u64, Ordering::Relaxed);
+        if let Some(waiter) = self.commit.wait(wait_for, Waiter { acks, reply }) {
+            let _ = waiter.reply.send(Ok(waiter.acks));
+        }
+    }
+
+    fn encode(&mut self, event: NewEvent, version: u64) -> StoredEvent {
+        let position = self.next_position;
+        self.next_position += 1;
+        if self.pending.frames.is_empty() {
+            self.pending.first_position = position;
+        }
+        self.pending.last_position = position;
+        let timestamp_us = match event.timestamp_us {
+            Some(ts) => ts,
+            None => self.now_us(),
+        };
+        StoredEvent::encode(&Event {
+            position,
+            timestamp_us,
+            version,
+            id: *event.id.unwrap_or_else(Uuid::now_v7).as_bytes(),
+            tenant_id: event.tenant_id,
+            entity_id: event.entity_id,
+            event_type: event.event_type,
+            payload: event.payload,
+            metadata: event.metadata,
+        })
+    }
+
+    /// Decides, without changing anything, what each event becomes; fails the whole part on a version or
+    /// id conflict.
+    fn plan(&self, events: &[(usize, NewEvent)]) -> Result<Vec<Planned>, Error> {
+        let mut versions: HashMap<String, u64> = HashMap::new();
+        let mut ids: HashMap<Uuid, (&str, &str)> = HashMap::new();
+        let mut plan = Vec::with_capacity(events.len());
+        for (index, event) in events {
+            if let Some(id) = event.id {
+                if let Some(position) = self.shared.position_of_any(&id) {
+                    let existing = self.shared.get_any(position).expect("indexed event exists");
+                    if existing.tenant_id() != event.tenant_id || existing.entity_id() != event.entity_id {
+                        return Err(Error::IdConflict { id, index: *index });
+                    }
+                    plan.push(Planned::Existing(position));
+                    continue;
+                }
+                if let Some(owner) = ids.get(&id) {
+                    if *owner != (event.tenant_id.as_str(), event.entity_id.as_str()) {
+                        return Err(Error::IdConflict { id, index: *index });
+                    }
+                    plan.push(Planned::SameBatch(id));
+                    continue;
+                }
+                ids.insert(id, (&event.tenant_id, &event.entity_id));
+            }
+            let key = entity_key(&event.tenant_id, &event.entity_id);
+            let current = match versions.get(&key) {
+                Some(v) => *v,
+                None => self.shared.entity_version_any(&key),
+            };
+            if let Some(expected) = event.expected_version {
+                if expected != current {
+                    return Err(Error::VersionConflict {
+                        index: *index,
+                        tenant_id: event.tenant_id.clone(),
+                        entity_id: event.entity_id.clone(),
+                        expected,
+                        current,
+                    });
+                }
+            }
+            versions.insert(key, current + 1);
+            plan.push(Planned::New { version: current + 1 });
+        }
+        Ok(plan)
+    }
+}
+
+enum Planned {
+    New { version: u64 },
+    /// Already stored (idempotent retry): answer with the original.
+    Existing(u64),
+    /// The same id earlier in this batch.
+    SameBatch(Uuid),
+}
+
+fn ack_of(shard: u32, event: &StoredEvent, duplicate: bool) -> AppendAck {
+    AppendAck {
+        id: event.id(),
+        shard,
+        position: event.position(),
+        version: event.version(),
+        timestamp_us: event.timestamp_us(),
+        duplicate,
+    }
+}
+
+/// Recovers the shard, reports, then serves until closed. Runs on the shard's executor.
+pub(crate) async fn run_shard<S: WalStorage>(
+    storage: S,
+    ctx: ShardContext,
+    on_recovered: impl FnOnce(Result<RecoveryReport, Error>),
+) {
+    let storage = Rc::new(storage);
+    let shared = ctx.shared.clone();
+    let mut index = LocalIndex::default();
+    let mut last_timestamp_us = i64::MIN;
+    if let Err(e) = std::fs::create_dir_all(&ctx.wal_dir) {
+        on_recovered(Err(Error::io(format!("create {}", ctx.wal_dir.display()), e)));
+        return;
+    }
+    let recovered = recover(&*storage, &ctx.wal_dir, shared.index, ctx.mid_log_corruption, |event| {
+        last_timestamp_us = last_timestamp_us.max(event.timestamp_us());
+        index.insert(&event);
+        shared.insert(event);
+    })
+    .await;
+    let (report, open_segment) = match recovered {
+        Ok(r) => r,
+        Err(e) => {
+            on_recovered(Err(e.into()));
+            return;
+        }
+    };
+    shared.publish(report.last_position);
+    let core = Rc::new(RefCell::new(Core {
+        shared: shared.clone(),
+        index,
+        next_position: report.last_position + 1,
+        last_timestamp_us,
+        pending: Pending::default(),
+        commit: GroupCommit::new(ctx.fsync, report.last_position),
+        closing: false,
+    }));
+    on_recovered(Ok(report));
+
+    let wal = WalWriter::new(storage, ctx.wal_dir.clone(), shared.index, ctx.segment_size_bytes, open_segment);
+    let current_file = wal.current_file();
+    let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
+    let (space_tx, space_rx) = local_channel::new_bounded::<()>(1);
+    let (done_tx, done_rx) = local_channel::new_bounded::<Result<(), Error>>(1);
+    let writer = glommio::spawn_local(writer_task(core.clone(), wal, wake_rx, space_tx, done_tx));
+    let syncer = match ctx.fsync {
+        FsyncMode::IntervalMs(ms) => Some(glommio::spawn_local(syncer_task(core.clone(), current_file, ms))),
+        FsyncMode::Always => None,
+    };
+
+    acceptor(core, ctx.inbox, ctx.max_pending_bytes, wake_tx, space_rx, done_rx).await;
+    drop(writer);
+    drop(syncer);
+}
+
+async fn acceptor(
+    core: Rc<RefCell<Core>>,
+    inbox: flume::Receiver<ShardMsg>,
+    max_pending_bytes: usize,
+    wake: LocalSender<()>,
+    space: LocalReceiver<()>,
+    done: LocalReceiver<Result<(), Error>>,
+) {
+    let handle = |msg: ShardMsg| {
+        let (core, wake, done) = (&core, &wake, &done);
+        async move {
+            match msg {
+                ShardMsg::Append { events, reply } => core.borrow_mut().accept(events, reply),
+                ShardMsg::Query { query, want, reply } => {
+                    let core = core.borrow();
+                    let _ = reply.send(core.index.query(&core.shared, &query, want));
+                }
+                ShardMsg::Close { reply } => {
+                    core.borrow_mut().closing = true;
+                    let _ = wake.try_send(());
+                    let _ = reply.send(done.recv().await.unwrap_or(Ok(())));
+                    return true;
+                }
+                ShardMsg::Halt => return true,
+            }
+            false
+        }
+    };
+    // With every sender gone nobody waits for an answer: close all the same.
+    let closed = || ShardMsg::Close { reply: oneshot::channel().0 };
+    loop {
+        if handle(inbox.recv_async().await.unwrap_or_else(|_| closed())).await {
+            return;
+        }
+        // Whatever else is queued joins the same WAL write.
+        while core.borrow().pending.frames.len() < max_pending_bytes {
+            match inbox.try_recv() {
+                Ok(msg) => {
+                    if handle(msg).await {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = wake.try_send(());
+        // Back-pressure: take no more until the writer has drained (callers wait on the bounded inbox).
+        while core.borrow().pending.frames.len() >= max_pending_bytes {
+            let _ = space.recv().await;
+        }
+        futures_lite::future::yield_now().await;
+    }
+}
+
+async fn writer_task<S: WalStorage>(
+    core: Rc<RefCell<Core>>,
+    mut wal: WalWriter<S>,
+    wake: LocalReceiver<()>,
+    space: LocalSender<()>,
+    done: LocalSender<Result<(), Error>>,
+) {
+    loop {
+        let _ = wake.recv().await;
+        loop {
+            let pending = {
+                let mut core = core.borrow_mut();
+                if core.shared.failure().is_some() {
+                    break;
+                }
+                std::mem::take(&mut core.pending)
+            };
+            if pending.frames.is_empty() {
+                break;
+            }
+            let shared = core.borrow().shared.clone();
+            if let Err(e) = wal.write(&pending.frames, pending.first_position).await {
+                core.borrow_mut().fail(&e);
+                break;
+            }
+            shared.stats.wal_writes.fetch_add(1, Ordering::Relaxed);
+            shared.stats.wal_bytes.fetch_add(pending.frames.len() as u64, Ordering::Relaxed);
+            let released = core.borrow_mut().commit.on_written(pending.last_position);
+            core.borrow_mut().release(released);
+            if core.borrow().commit.mode() == FsyncMode::Always {
+                if let Err(e) = wal.sync().await {
+                    core.borrow_mut().fail(&e);
+                    break;
+                }
+                shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                let released = core.borrow_mut().commit.on_synced(pending.last_position);
+                core.borrow_mut().release(released);
+            }
+            let _ = space.try_send(());
+        }
+        if core.borrow().closing {
+            let result = close_wal(&core, &wal).await;
+            let _ = done.send(result).await;
+            return;
+        }
+    }
+}
+
+async fn close_wal<S: WalStorage>(core: &Rc<RefCell<Core>>, wal: &WalWriter<S>) -> Result<(), Error> {
+    if let Some(err) = core.borrow().failed_error() {
+        return Err(err);
+    }
+    wal.sync().await?;
+    let mut core = core.borrow_mut();
+    let written = core.commit.written();
+    let released = core.commit.on_synced(written);
+    core.release(released);
+    Ok(())
+}
+
+async fn syncer_task<F: WalFile>(core: Rc<RefCell<Core>>, current_file: CurrentFile<F>, interval_ms: u32) {
+    let interval = Duration::from_millis(interval_ms as u64);
+    loop {
+        glommio::timer::sleep(interval).await;
+        let (target, file) = {
+            let core = core.borrow();
+            if core.shared.failure().is_some() || !core.commit.has_unsynced() {
+                continue;
+            }
+            // Read together, with no await between: `target` is covered by `file` or by earlier
+            // segments, which were synced when the writer rolled past them.
+            (core.commit.written(), current_file.borrow().clone())
+        };
+        let Some((file, path)) = file else { continue };
+        match file.fdatasync().await {
+            Ok(()) => {
+                let mut core = core.borrow_mut();
+                core.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                let released = core.commit.on_synced(target);
+                core.release(released);
+            }
+            Err(e) => core.borrow_mut().fail(&WalError::io("fdatasync", path)(e)),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The part of a shard that any thread may read: the events and the id and entity indexes, in DashMaps.
+//! Only the shard's own executor writes them.
+//!
+//! Events enter the maps when the shard accepts them, before they are durable; readers see only
+//! positions up to `visible_position`, which the shard raises when it acknowledges. So a reader never
+//! sees an unacknowledged event, and a batch becomes visible all at once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use dashmap::DashMap;
+use uuid::Uuid;
+
+use crate::event::StoredEvent;
+use crate::query::{fold_state, sort_key, EntityState, Order, Query};
+
+/// An entity's events on this shard, in version order.
+#[derive(Debug, Default)]
+pub struct EntityEntry {
+    pub positions: Vec<u64>,
+    pub last_version: u64,
+    /// Timestamps never decrease in version order, so version order is also (timestamp, position) order.
+    pub ts_sorted: bool,
+    pub last_timestamp_us: i64,
+}
+
+/// Counters of one shard.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    pub events_appended: AtomicU64,
+    pub wal_writes: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub fsyncs: AtomicU64,
+}
+
+pub struct ShardShared {
+    pub index: u32,
+    events: DashMap<u64, StoredEvent>,
+    by_id: DashMap<Uuid, u64>,
+    by_entity: DashMap<Box<str>, EntityEntry>,
+    visible_position: AtomicU64,
+    failure: OnceLock<String>,
+    pub stats: ShardStats,
+}
+
+/// The entity index key. `tenant_id` cannot contain NUL, so the key is unambiguous.
+pub fn entity_key(tenant_id: &str, entity_id: &str) -> String {
+    let mut key = String::with_capacity(tenant_id.len() + 1 + entity_id.len());
+    key.push_str(tenant_id);
+    key.push('\0');
+    key.push_str(entity_id);
+    key
+}
+
+impl ShardShared {
+    pub fn new(index: u32) -> ShardShared {
+        ShardShared {
+            index,
+            events: DashMap::new(),
+            by_id: DashMap::new(),
+            by_entity: DashMap::new(),
+            visible_position: AtomicU64::new(0),
+            failure: OnceLock::new(),
+            stats: ShardStats::default(),
+        }
+    }
+
+    pub fn visible_position(&self) -> u64 {
+        self.visible_position.load(Ordering::Acquire)
+    }
+
+    /// Called by the shard after the maps hold everything up to `position`.
+    pub(crate) fn publish(&self, position: u64) {
+        debug_assert!(position >= self.visible_position(), "visibility went back");
+        self.visible_position.store(position, Ordering::Release);
+    }
+
+    /// Why the shard stopped accepting writes, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    pub(crate) fn fail(&self, reason: String) {
+        let _ = self.failure.set(reason);
+    }
+
+    pub fn event_count(&self) -> u64 {
+        self.visible_position().min(self.events.len() as u64)
+    }
+
+    /// Adds an event to the maps (shard executor only). Positions arrive in increasing order.
+    pub(crate) fn insert(&self, event: StoredEvent) {
+        let position = event.position();
+        let ts = event.timestamp_us();
+        let version = event.version();
+        self.by_id.insert(event.id(), position);
+        let key = entity_key(event.tenant_id(), event.entity_id());
+        {
+            let mut entry =
+                self.by_entity.entry(key.into_boxed_str()).or_insert_with(|| EntityEntry { ts_sorted: true, ..Default::default() });
+            entry.ts_sorted &= entry.positions.is_empty() || ts >= entry.last_timestamp_us;
+            entry.last_timestamp_us = entry.last_timestamp_us.max(ts);
+            entry.positions.push(position);
+            entry.last_version = version;
+        }
+        self.events.insert(position, event);
+    }
+
+    /// An event by position, including ones not yet visible (shard executor only).
+    pub(crate) fn get_any(&self, position: u64) -> Option<StoredEvent> {
+        self.events.get(&position).map(|e| e.clone())
+    }
+
+    /// The position of an event id, including ones not yet visible (shard executor only).
+    pub(crate) fn position_of_any(&self, id: &Uuid) -> Option<u64> {
+        self.by_id.get(id).map(|p| *p)
+    }
+
+    /// The latest version of an entity, including unacknowledged events (shard executor only).
+    pub(crate) fn entity_version_any(&self, key: &str) -> u64 {
+        self.by_entity.get(key).map_or(0, |e| e.last_version)
+    }
+
+    /// A visible event by position.
+    pub fn get_position(&self, position: u64) -> Option<StoredEvent> {
+        if position > self.visible_position() {
+            return None;
+        }
+        self.events.get(&position).map(|e| e.clone())
+    }
+
+    /// A visible event by id, if it belongs to `tenant_id`.
+    pub fn get_by_id(&self, tenant_id: &str, id: &Uuid) -> Option<StoredEvent> {
+        let position = *self.by_id.get(id)?;
+        self.get_position(position).filter(|e| e.tenant_id() == tenant_id)
+    }
+
+    /// Visible positions of an entity, in version order.
+    fn entity_positions(&self, tenant_id: &str, entity_id: &str) -> (Vec<u64>, bool) {
+        let visible = self.visible_position();
+        let key = entity_key(tenant_id, entity_id);
+        let Some(entry) = self.by_entity.get(key.as_str()) else {
+            return (Vec::new(), true);
+        };
+        // Copy the positions and let go of the map's lock before touching the events.
+        let end = entry.positions.partition_point(|&p| p <= visible);
+        (entry.positions[..end].to_vec(), entry.ts_sorted)
+    }
+
+    /// An entity's events matching `query`, sorted in its order, at most `want` of them.
+    pub fn entity_query(&self, query: &Query, entity_id: &str, want: usize) -> Vec<StoredEvent> {
+        let (positions, ts_sorted) = self.entity_positions(&query.tenant_id, entity_id);
+        let fetch = |p: &u64| self.events.get(p).map(|e| e.clone());
+        if ts_sorted {
+            let matching = |e: &StoredEvent| query.matches(e);
+            match query.order {
+                Order::Asc => positions.iter().filter_map(fetch).filter(matching).take(want).collect(),
+                Order::Desc => positions.iter().rev().filter_map(fetch).filter(matching).take(want).collect(),
+            }
+        } else {
+            let mut events: Vec<StoredEvent> = positions.iter().filter_map(fetch).filter(|e| query.matches(e)).collect();
+            events.sort_by_key(sort_key);
+            if query.order == Order::Desc {
+                events.reverse();
+            }
+            events.truncate(want);
+            events
+        }
+    }
+
+    /// An entity's state: its visible events with timestamp <= `as_of_us`, folded in version order.
+    pub fn entity_state(&self, tenant_id: &str, entity_id: &str, as_of_us: Option<i64>) -> Option<EntityState> {
+        let (positions, _) = self.entity_positions(tenant_id, entity_id);
+        let as_of = as_of_us.unwrap_or(i64::MAX);
+        let events: Vec<StoredEvent> = positions
+            .iter()
+            .filter_map(|p| self.events.get(p).map(|e| e.clone()))
+            .filter(|e| e.timestamp_us() <= as_of)
+            .collect();
+        fold_state(&events)
+    }
+}
+
+impl ShardShared {
+    /// Whether an id is stored here, acknowledged or not.
+    pub fn contains_id(&self, id: &Uuid) -> bool {
+        self.by_id.contains_key(id)
+    }
+}

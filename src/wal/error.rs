@@ -1,0 +1,30 @@
+use std::path::PathBuf;
+
+/// Errors of the WAL layer.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("{op} {}: {source}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("short write to {}: {written} of {expected} bytes", .path.display())]
+    ShortWrite { path: PathBuf, written: usize, expected: usize },
+    #[error("WAL segment {}: {reason}; move the file aside to open the store without its records", .path.display())]
+    BadSegment { path: PathBuf, reason: String },
+    #[error(
+        "mid-log corruption in {}: {detail}; the store was opened with MidLogCorruption::Fail \
+         (use Skip to open it without the damaged records)",
+        .path.display()
+    )]
+    MidLogCorruption { path: PathBuf, detail: String },
+}
+
+impl WalError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> WalError {
+        let path = path.into();
+        move |source| WalError::Io { op, path, source }
+    }
+}

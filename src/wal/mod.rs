@@ -1,0 +1,15 @@
+//! The write-ahead log of one shard: framing, segments, the writer, group commit, recovery, and the I/O
+//! seam that tests use to inject faults. The on-disk format is in `docs/FORMAT.md`.
+
+mod error;
+pub mod fault;
+pub mod group_commit;
+pub mod io;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod writer;
+
+pub use error::WalError;
+pub use group_commit::{FsyncMode, GroupCommit};
+pub use recovery::{MidLogCorruption, RecoveryReport};

@@ -1,0 +1,217 @@
+//! Recovery: replays a shard's segments in order, applying an explicit corruption policy, and reports
+//! what it kept, skipped and truncated. See `docs/FORMAT.md` for the rules.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::error::WalError;
+use super::io::{WalFile, WalStorage};
+use super::record::{decode_frame, Frame, HEADER_BYTES};
+use super::segment::{align_down, check_header, list_segments, Header, BLOCK_BYTES, SEGMENT_HEADER_BYTES};
+use super::writer::OpenSegment;
+use crate::event::StoredEvent;
+
+/// What to do with a damaged record that has valid records after it. (A damaged tail is always cut
+/// off: it is what a crash during a write leaves.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MidLogCorruption {
+    /// Skip the damaged bytes, count the lost positions, and open.
+    #[default]
+    Skip,
+    /// Refuse to open.
+    Fail,
+}
+
+/// What recovery found in one shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub shard: u32,
+    pub segments: u32,
+    pub records_recovered: u64,
+    /// Positions missing from the log: records lost to mid-log corruption or a missing segment.
+    pub records_skipped: u64,
+    /// Bytes of damaged regions skipped in the middle of the log.
+    pub corrupt_bytes_skipped: u64,
+    /// Bytes cut off the end of the last segment (a torn or unfinished final write).
+    pub bytes_truncated: u64,
+    pub last_position: u64,
+    pub duration: Duration,
+}
+
+impl std::fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "shard {}: {} records recovered from {} segments, {} skipped ({} corrupt bytes), {} bytes truncated, \
+             last position {}, {:.1} ms",
+            self.shard,
+            self.records_recovered,
+            self.segments,
+            self.records_skipped,
+            self.corrupt_bytes_skipped,
+            self.bytes_truncated,
+            self.last_position,
+            self.duration.as_secs_f64() * 1000.0
+        )
+    }
+}
+
+/// Replays every segment under `wal_dir`, handing each recovered event to `on_event` in position order.
+/// Returns the report and the last segment, positioned for appending.
+pub async fn recover<S: WalStorage>(
+    storage: &S,
+    wal_dir: &Path,
+    shard: u32,
+    policy: MidLogCorruption,
+    mut on_event: impl FnMut(StoredEvent),
+) -> Result<(RecoveryReport, Option<OpenSegment<S::File>>), WalError> {
+    let started = Instant::now();
+    let mut report = RecoveryReport { shard, ..RecoveryReport::default() };
+    let segments = list_segments(wal_dir).map_err(WalError::io("list", wal_dir))?;
+    let mut open_segment = None;
+    for (index, (first_position, path)) in segments.iter().enumerate() {
+        let is_last = index + 1 == segments.len();
+        let file = storage.open(path).await.map_err(WalError::io("open", path))?;
+        let data = file.read_all().await.map_err(WalError::io("read", path))?;
+        report.segments += 1;
+        let header = check_header(&data, shard, *first_position)
+            .map_err(|reason| WalError::BadSegment { path: path.clone(), reason })?;
+        if header == Header::Empty {
+            // Created but never written (a crash right after the roll), or its first write was torn
+            // before the header reached the disk: nothing in it was ever durable.
+            if is_last {
+                report.bytes_truncated += data.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1);
+                drop(file);
+                std::fs::remove_file(path).map_err(WalError::io("remove empty segment", path))?;
+                storage.sync_dir(wal_dir).await.map_err(WalError::io("fsync directory", wal_dir))?;
+            }
+            continue;
+        }
+        let mut scan = SegmentScan { path, data: &data, policy, report: &mut report, on_event: &mut on_event };
+        let end = scan.run(is_last)?;
+        if is_last {
+            open_segment = Some(truncate_after(file, path.clone(), &data, end, &mut report).await?);
+        }
+    }
+    report.duration = started.elapsed();
+    Ok((report, open_segment))
+}
+
+struct SegmentScan<'a, F> {
+    path: &'a PathBuf,
+    data: &'a [u8],
+    policy: MidLogCorruption,
+    report: &'a mut RecoveryReport,
+    on_event: &'a mut F,
+}
+
+impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
+    /// Scans records from the end of the header; returns the offset just past the last complete batch.
+    fn run(&mut self, is_last: bool) -> Result<u64, WalError> {
+        let mut offset = SEGMENT_HEADER_BYTES;
+        let mut batch: Vec<StoredEvent> = Vec::new();
+        let mut batch_start = offset;
+        let mut committed_end = offset;
+        loop {
+            match self.record_at(offset) {
+                Some((event, batch_continues, size)) => {
+                    if batch.is_empty() {
+                        batch_start = offset;
+                    }
+                    batch.push(event);
+                    offset += size;
+                    if !batch_continues {
+                        self.commit(&mut batch)?;
+                        committed_end = offset;
+                    }
+                }
+                None if matches!(decode_frame(&self.data[offset..]), Frame::End) => break,
+                None => match self.resync(offset) {
+                    Some(next) => {
+                        // Valid records follow, so this is damage in the middle of the log, not a torn
+                        // write. The batch around it was complete when written: keep what survives.
+                        let detail = format!("{} damaged bytes at offset {offset}", next - offset);
+                        if self.policy == MidLogCorruption::Fail {
+                            return Err(WalError::MidLogCorruption { path: self.path.clone(), detail });
+                        }
+                        self.report.corrupt_bytes_skipped += (next - offset) as u64;
+                        self.commit(&mut batch)?;
+                        offset = next;
+                    }
+                    None => break,
+                },
+            }
+        }
+        if !batch.is_empty() {
+            // An unfinished batch: its final record never reached the disk, so none of it counts.
+            if !is_last {
+                let detail = format!("unfinished batch at offset {batch_start} of a closed segment");
+                if self.policy == MidLogCorruption::Fail {
+                    return Err(WalError::MidLogCorruption { path: self.path.clone(), detail });
+                }
+                self.report.corrupt_bytes_skipped += (offset - batch_start) as u64;
+            }
+            committed_end = batch_start;
+        }
+        Ok(committed_end as u64)
+    }
+
+    /// The record at `offset`, if it is whole, checks out, and continues the position sequence.
+    fn record_at(&self, offset: usize) -> Option<(StoredEvent, bool, usize)> {
+        let Frame::Record { body, batch_continues } = decode_frame(self.data.get(offset..)?) else {
+            return None;
+        };
+        let event = StoredEvent::decode(body).ok()?;
+        (event.position() > self.report.last_position).then_some((event, batch_continues, HEADER_BYTES + body.len()))
+    }
+
+    /// The offset of the next valid record after damaged bytes at `offset`, if any.
+    fn resync(&self, offset: usize) -> Option<usize> {
+        (offset + 8..self.data.len().saturating_sub(HEADER_BYTES)).step_by(8).find(|&o| self.record_at(o).is_some())
+    }
+
+    fn commit(&mut self, batch: &mut Vec<StoredEvent>) -> Result<(), WalError> {
+        for event in batch.drain(..) {
+            let position = event.position();
+            let expected = self.report.last_position + 1;
+            if position > expected {
+                if self.policy == MidLogCorruption::Fail {
+                    let detail = format!("positions {expected}..{} are missing", position - 1);
+                    return Err(WalError::MidLogCorruption { path: self.path.clone(), detail });
+                }
+                self.report.records_skipped += position - expected;
+            }
+            self.report.last_position = position;
+            self.report.records_recovered += 1;
+            (self.on_event)(event);
+        }
+        Ok(())
+    }
+}
+
+/// Makes sure nothing but zeros follows `end` in the last segment, so stale bytes of an unfinished write
+/// can never be read as records once new ones are written before them.
+async fn truncate_after<F: WalFile>(
+    file: F,
+    path: PathBuf,
+    data: &[u8],
+    end: u64,
+    report: &mut RecoveryReport,
+) -> Result<OpenSegment<F>, WalError> {
+    let size_bytes = file.size_bytes().await.map_err(WalError::io("stat", &path))?;
+    let block = align_down(end);
+    let tail = data[block as usize..end as usize].to_vec();
+    if let Some(last) = data[end as usize..].iter().rposition(|&b| b != 0) {
+        report.bytes_truncated += last as u64 + 1;
+        let mut buf = file.alloc_buffer(BLOCK_BYTES as usize);
+        buf.as_bytes_mut().fill(0);
+        buf.as_bytes_mut()[..tail.len()].copy_from_slice(&tail);
+        file.write_at(buf, block).await.map_err(WalError::io("write", &path))?;
+        let rest = block + BLOCK_BYTES;
+        if rest < size_bytes {
+            file.zero_range(rest, size_bytes - rest).await.map_err(WalError::io("zero range", &path))?;
+        }
+        file.fdatasync().await.map_err(WalError::io("fdatasync", &path))?;
+    }
+    Ok(OpenSegment { file, path, end_offset: end, tail, size_bytes })
+}

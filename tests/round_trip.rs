@@ -1,0 +1,167 @@
+//! Append, then read back through every filter, across shards and across a reopen.
+
+mod common;
+
+use common::{block_on, event, open};
+use serde_json::json;
+use tidelog::{NewEvent, Order, Query};
+
+#[test]
+fn append_query_every_filter_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 2, 0);
+    // 3 tenants x 10 entities x 5 events, explicit timestamps 1000, 1001, ... in append order.
+    let mut expected = Vec::new();
+    let mut ts = 1_000i64;
+    for round in 0..5u64 {
+        let mut batch = Vec::new();
+        for tenant in ["acme", "globex", "default"] {
+            for e in 0..10 {
+                let event_type = if e % 2 == 0 { "order.created" } else { "order.paid" };
+                batch.push(event(tenant, &format!("e{e}"), event_type, round).with_timestamp_us(ts));
+                ts += 1;
+            }
+        }
+        let acks = block_on(store.append_batch(batch.clone())).unwrap();
+        for (ev, ack) in batch.into_iter().zip(acks) {
+            assert_eq!(ack.version, round + 1, "versions are per (tenant, entity)");
+            expected.push((ev, ack));
+        }
+    }
+    assert_eq!(store.status().iter().map(|s| s.events).sum::<u64>(), 150);
+    let check = |store: &tidelog::Store| {
+        // Tenant scan, merged across both shards in timestamp order.
+        let all = block_on(store.query(&Query::tenant("acme").limit(1000))).unwrap();
+        assert_eq!(all.events.len(), 50);
+        let stamps: Vec<i64> = all.events.iter().map(|e| e.timestamp_us()).collect();
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]), "merged in timestamp order");
+        assert!(all.events.iter().all(|e| e.tenant_id() == "acme"));
+        let shards: std::collections::HashSet<usize> =
+            all.events.iter().map(|e| store.shard_of("acme", e.entity_id())).collect();
+        assert_eq!(shards.len(), 2, "the tenant's entities are spread over both shards");
+
+        // Descending with offset and limit is the reverse of ascending.
+        let page = block_on(store.query(&Query::tenant("acme").order(Order::Desc).offset(5).limit(10))).unwrap();
+        let want: Vec<_> = all.events.iter().rev().skip(5).take(10).map(|e| e.id()).collect();
+        assert_eq!(page.events.iter().map(|e| e.id()).collect::<Vec<_>>(), want);
+        assert!(page.has_more);
+        let last = block_on(store.query(&Query::tenant("acme").offset(45).limit(10))).unwrap();
+        assert_eq!((last.events.len(), last.has_more), (5, false));
+
+        // Entity history and latest.
+        let hist = block_on(store.query(&Query::tenant("globex").entity("e3"))).unwrap();
+        assert_eq!(hist.events.iter().map(|e| e.version()).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+        let latest = block_on(store.query(&Query::tenant("globex").entity("e3").order(Order::Desc).limit(1))).unwrap();
+        assert_eq!(latest.events[0].version(), 5);
+        assert!(latest.has_more);
+
+        // Event type: exact and prefix.
+        let paid = block_on(store.query(&Query::tenant("default").event_type("order.paid").limit(1000))).unwrap();
+        assert_eq!(paid.events.len(), 25);
+        let orders = block_on(store.query(&Query::tenant("default").event_type_prefix("order.").limit(1000))).unwrap();
+        assert_eq!(orders.events.len(), 50);
+        let none = block_on(store.query(&Query::tenant("default").event_type_prefix("user.").limit(1000))).unwrap();
+        assert!(none.events.is_empty());
+
+        // Time range [since, until) and as_of (<=).
+        let range = block_on(store.query(&Query::tenant("acme").since_us(1000).until_us(1010).limit(100))).unwrap();
+        assert_eq!(range.events.len(), 10);
+        let as_of = block_on(store.query(&Query::tenant("acme").as_of_us(1040).limit(100))).unwrap();
+        assert_eq!(as_of.events.len(), 20, "acme events at 1000..1010 and 1030..1040");
+
+        // Get by id is tenant-scoped.
+        let (ev, ack) = &expected[7];
+        let got = store.get(&ev.tenant_id, &ack.id).expect("found by id");
+        assert_eq!((got.entity_id(), got.version()), (ev.entity_id.as_str(), ack.version));
+        assert!(store.get("globex", &ack.id).is_none(), "another tenant's event is invisible");
+
+        // State fold, now and as of an instant.
+        let state = store.entity_state("acme", "e1", None).unwrap();
+        assert_eq!((state.version, state.event_count), (5, 5));
+        assert_eq!(state.state, json!({"n": 4, "entity": "e1"}));
+        let then = store.entity_state("acme", "e1", Some(1031)).unwrap();
+        assert_eq!((then.version, then.state["n"].clone()), (2, json!(1)));
+        assert!(store.entity_state("acme", "nobody", None).is_none());
+    };
+    check(&store);
+    store.close().unwrap();
+    store.close().unwrap();
+    let reopened = open(dir.path(), 2, 0);
+    for report in reopened.recovery_reports() {
+        assert_eq!((report.records_skipped, report.bytes_truncated), (0, 0), "{report}");
+    }
+    assert_eq!(reopened.recovery_reports().iter().map(|r| r.records_recovered).sum::<u64>(), 150);
+    check(&reopened);
+    // Versions continue after a reopen.
+    let ack = block_on(reopened.append(event("acme", "e1", "order.paid", 9))).unwrap();
+    assert_eq!(ack.version, 6);
+    reopened.close().unwrap();
+}
+
+#[test]
+fn versions_conflicts_and_idempotent_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 2, 100);
+    let first = block_on(store.append(event("a", "x", "t", 1).with_expected_version(0))).unwrap();
+    assert_eq!(first.version, 1);
+    // Tenants have their own versions for the same entity id.
+    let other = block_on(store.append(event("b", "x", "t", 1).with_expected_version(0))).unwrap();
+    assert_eq!(other.version, 1);
+
+    let err = block_on(store.append(event("a", "x", "t", 2).with_expected_version(0))).unwrap_err();
+    assert!(matches!(err, tidelog::Error::VersionConflict { expected: 0, current: 1, .. }), "{err}");
+
+    // A batch with a conflict writes nothing.
+    let batch = vec![event("a", "x", "t", 2), event("a", "x", "t", 3).with_expected_version(1)];
+    assert!(block_on(store.append_batch(batch)).is_err());
+    let hist = block_on(store.query(&Query::tenant("a").entity("x"))).unwrap();
+    assert_eq!(hist.events.len(), 1);
+    // In-batch expected versions count the batch's own earlier events.
+    let batch = vec![event("a", "x", "t", 2).with_expected_version(1), event("a", "x", "t", 3).with_expected_version(2)];
+    let acks = block_on(store.append_batch(batch)).unwrap();
+    assert_eq!(acks.iter().map(|a| a.version).collect::<Vec<_>>(), vec![2, 3]);
+
+    // Retrying an id returns the original and writes nothing.
+    let id = uuid::Uuid::now_v7();
+    let ev = NewEvent::new("y", "t", &json!({"v": 1})).with_tenant("a").with_id(id);
+    let ack1 = block_on(store.append(ev.clone())).unwrap();
+    let ack2 = block_on(store.append(ev.clone())).unwrap();
+    assert_eq!((ack2.position, ack2.version, ack2.duplicate), (ack1.position, ack1.version, true));
+    let acks = block_on(store.append_batch(vec![ev.clone(), ev.clone()])).unwrap();
+    assert!(acks.iter().all(|a| a.duplicate && a.position == ack1.position));
+    let hist = block_on(store.query(&Query::tenant("a").entity("y"))).unwrap();
+    assert_eq!(hist.events.len(), 1);
+    // The same id on another entity is refused.
+    let err = block_on(store.append(NewEvent::new("z", "t", &json!({})).with_tenant("a").with_id(id))).unwrap_err();
+    assert!(matches!(err, tidelog::Error::IdConflict { .. }), "{err}");
+    store.close().unwrap();
+}
+
+#[test]
+fn bad_input_is_rejected_with_the_field_named_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 1, 100);
+    let batch = vec![event("a", "x", "t", 1), NewEvent::with_raw_payload("x", "t", "{oops")];
+    let err = block_on(store.append_batch(batch)).unwrap_err();
+    assert_eq!(err.to_string(), "invalid event: events[1].payload: not valid JSON: key must be a string at line 1 column 2");
+    let err = block_on(store.append(NewEvent::new("", "t", &json!(1)))).unwrap_err();
+    assert!(err.to_string().contains("entity_id: must not be empty"), "{err}");
+    let err = block_on(store.query(&Query::tenant("a").limit(1_000_000))).unwrap_err();
+    assert!(err.to_string().contains("over the maximum"), "{err}");
+    assert_eq!(store.status()[0].events, 0);
+    store.close().unwrap();
+}
+
+#[test]
+fn reopening_with_another_shard_count_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), 2, 100).close().unwrap();
+    let err = tidelog::Store::open(common::config(dir.path(), 1, 100)).err().expect("refused");
+    assert!(err.to_string().contains("created with 2 shards"), "{err}");
+    // Zero means "whatever the directory says".
+    let store = tidelog::Store::open(common::config(dir.path(), 0, 100)).unwrap();
+    assert_eq!(store.shard_count(), 2);
+    let err = tidelog::Store::open(common::config(dir.path(), 0, 100)).err().expect("locked");
+    assert!(err.to_string().contains("in use"), "{err}");
+    store.close().unwrap();
+}
