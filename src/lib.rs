@@ -19,6 +19,7 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod event;
+pub mod loadgen;
 mod meta;
 pub mod query;
 pub mod shard;

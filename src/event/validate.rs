@@ -30,6 +30,9 @@ pub enum Field {
     Timestamp,
     Payload,
     Metadata,
+    ExpectedVersion,
+    /// The event as a whole (not an object, unknown field).
+    Event,
     Batch,
 }
 
@@ -43,6 +46,8 @@ impl Field {
             Field::Timestamp => "timestamp",
             Field::Payload => "payload",
             Field::Metadata => "metadata",
+            Field::ExpectedVersion => "expected_version",
+            Field::Event => "event",
             Field::Batch => "events",
         }
     }

@@ -1,0 +1,327 @@
+//! The `tidelog` command line.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tidelog::event::parse_event_json;
+use tidelog::loadgen::{run_load, LoadSpec};
+use tidelog::time::{format_rfc3339_us, parse_timestamp_us};
+use tidelog::{AppendAck, MidLogCorruption, NewEvent, Order, Query, Store, StoreConfig};
+
+#[derive(Parser)]
+#[command(name = "tidelog", version, about = "A durable, thread-per-core event store")]
+struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// Data directory (created if missing).
+    #[arg(long, global = true, env = "TIDELOG_DATA_DIR", default_value = "./tidelog-data")]
+    data_dir: PathBuf,
+    /// Number of shards for a new data directory (default: one per core). An existing directory keeps its count.
+    #[arg(long, global = true, env = "TIDELOG_SHARDS")]
+    shards: Option<usize>,
+    /// 0: acknowledge after fdatasync; N: acknowledge after the write, fdatasync at least every N ms.
+    #[arg(long, global = true, env = "FSYNC_INTERVAL", default_value_t = tidelog::config::DEFAULT_FSYNC_INTERVAL_MS)]
+    fsync_interval_ms: u32,
+    /// WAL segment size in MiB.
+    #[arg(long, global = true, default_value_t = 64)]
+    segment_size_mib: u64,
+    /// Largest accepted payload (and metadata) in bytes.
+    #[arg(long, global = true, default_value_t = 1 << 20)]
+    max_payload_bytes: usize,
+    /// Refuse to open when a record in the middle of the WAL is damaged (default: skip it and report).
+    #[arg(long, global = true)]
+    strict_recovery: bool,
+}
+
+impl StoreArgs {
+    fn open(&self) -> Result<Store, tidelog::Error> {
+        let mut config = StoreConfig::new(&self.data_dir)
+            .shards(self.shards.unwrap_or(0))
+            .fsync_interval_ms(self.fsync_interval_ms)
+            .segment_size_bytes(self.segment_size_mib << 20);
+        config.limits.max_payload_bytes = self.max_payload_bytes;
+        if self.strict_recovery {
+            config = config.mid_log_corruption(MidLogCorruption::Fail);
+        }
+        let store = Store::open(config)?;
+        for report in store.recovery_reports() {
+            if report.records_skipped > 0 || report.bytes_truncated > 0 || report.corrupt_bytes_skipped > 0 {
+                eprintln!("recovery: {report}");
+            }
+        }
+        Ok(store)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Append one event and print its acknowledgement.
+    Append {
+        #[arg(long)]
+        entity: String,
+        #[arg(long = "type")]
+        event_type: String,
+        /// Payload JSON.
+        #[arg(long)]
+        payload: String,
+        #[arg(long, default_value = tidelog::DEFAULT_TENANT)]
+        tenant: String,
+        /// Metadata JSON.
+        #[arg(long)]
+        metadata: Option<String>,
+        /// Fail unless the entity is at this version (0: it has no events).
+        #[arg(long)]
+        expected_version: Option<u64>,
+        /// Event id (UUID) for an idempotent retry.
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+    },
+    /// Append newline-delimited JSON events from standard input, in atomic batches.
+    Ingest {
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+    },
+    /// Query events; prints one JSON object per line.
+    Query(QueryArgs),
+    /// Print one event by id.
+    Get {
+        id: uuid::Uuid,
+        #[arg(long, default_value = tidelog::DEFAULT_TENANT)]
+        tenant: String,
+    },
+    /// Print an entity's state: its payloads merged in version order.
+    State {
+        entity: String,
+        #[arg(long, default_value = tidelog::DEFAULT_TENANT)]
+        tenant: String,
+        /// RFC 3339 or microseconds: the state as of this instant.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Open the store, print what recovery found in each shard, and close it.
+    Recover,
+    /// Generate load: concurrent appenders, then print throughput and latency.
+    Load {
+        #[arg(long, default_value_t = 64)]
+        tasks: usize,
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1_000)]
+        entities: u64,
+        #[arg(long, default_value_t = 1)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 200)]
+        payload_bytes: usize,
+        #[arg(long, default_value = tidelog::DEFAULT_TENANT)]
+        tenant: String,
+        /// Print `ack <id> <tenant> <entity> <version>` for every acknowledged event.
+        #[arg(long)]
+        print_acks: bool,
+    },
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    #[arg(long, default_value = tidelog::DEFAULT_TENANT)]
+    tenant: String,
+    #[arg(long)]
+    entity: Option<String>,
+    #[arg(long = "type", conflicts_with = "type_prefix")]
+    event_type: Option<String>,
+    #[arg(long)]
+    type_prefix: Option<String>,
+    /// RFC 3339 or microseconds, inclusive.
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339 or microseconds, exclusive.
+    #[arg(long)]
+    until: Option<String>,
+    /// RFC 3339 or microseconds: only events at or before this instant.
+    #[arg(long)]
+    as_of: Option<String>,
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    #[arg(long, value_enum, default_value_t = OrderArg::Asc)]
+    order: OrderArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OrderArg {
+    Asc,
+    Desc,
+}
+
+fn timestamp(name: &str, text: &Option<String>) -> Result<Option<i64>, String> {
+    match text {
+        None => Ok(None),
+        Some(t) => parse_timestamp_us(t).map(Some).ok_or_else(|| format!("--{name}: {t:?} is not RFC 3339 or microseconds")),
+    }
+}
+
+fn ack_json(ack: &AppendAck) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": ack.id.to_string(),
+        "timestamp": format_rfc3339_us(ack.timestamp_us),
+        "version": ack.version,
+        "position": ack.position,
+        "shard": ack.shard,
+        "duplicate": ack.duplicate,
+    })
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    futures_lite::future::block_on(f)
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let err = |e: tidelog::Error| e.to_string();
+    let store = cli.store.open().map_err(err)?;
+    let result = match cli.command {
+        Command::Append { entity, event_type, payload, tenant, metadata, expected_version, id } => {
+            let event = NewEvent {
+                id,
+                tenant_id: tenant,
+                entity_id: entity,
+                event_type,
+                timestamp_us: None,
+                payload,
+                metadata,
+                expected_version,
+            };
+            block_on(store.append(event)).map(|ack| println!("{}", ack_json(&ack))).map_err(err)
+        }
+        Command::Ingest { batch_size } => ingest(&store, batch_size.max(1)),
+        Command::Query(q) => query(&store, q),
+        Command::Get { id, tenant } => match store.get(&tenant, &id) {
+            Some(event) => {
+                println!("{}", event.to_json());
+                Ok(())
+            }
+            None => Err(format!("no event {id} in tenant {tenant:?}")),
+        },
+        Command::State { entity, tenant, as_of } => {
+            let as_of_us = timestamp("as-of", &as_of)?;
+            match store.entity_state(&tenant, &entity, as_of_us) {
+                Some(s) => {
+                    let json = serde_json::json!({
+                        "entity_id": s.entity_id, "current_state": s.state, "event_count": s.event_count,
+                        "version": s.version, "last_updated": format_rfc3339_us(s.last_updated_us),
+                    });
+                    println!("{json}");
+                    Ok(())
+                }
+                None => Err(format!("entity {entity:?} of tenant {tenant:?} has no events")),
+            }
+        }
+        Command::Recover => {
+            for report in store.recovery_reports() {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        Command::Load { tasks, events, entities, batch_size, payload_bytes, tenant, print_acks } => {
+            let spec = LoadSpec { tasks, events, entities, tenant_id: tenant, batch_size, payload_bytes };
+            let report = run_load(&store, &spec, move |ack, event| {
+                if print_acks {
+                    println!("ack {} {} {} {}", ack.id, event.tenant_id, event.entity_id, ack.version);
+                }
+            })
+            .map_err(err)?;
+            let l = &report.latency_ns;
+            eprintln!(
+                "{} events in {:.2} s: {:.0} events/s; append latency p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+                report.events,
+                report.elapsed.as_secs_f64(),
+                report.events_per_s(),
+                l.value_at_quantile(0.5) as f64 / 1e3,
+                l.value_at_quantile(0.99) as f64 / 1e3,
+                l.max() as f64 / 1e3
+            );
+            Ok(())
+        }
+    };
+    let closed = store.close().map_err(err);
+    result.and(closed)
+}
+
+fn ingest(store: &Store, batch_size: usize) -> Result<(), String> {
+    let stdin = std::io::stdin().lock();
+    let mut batch = Vec::with_capacity(batch_size);
+    let (mut ingested, mut line_no) = (0u64, 0usize);
+    let mut flush = |batch: &mut Vec<NewEvent>, first_line: usize| -> Result<(), String> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = batch.len() as u64;
+        block_on(store.append_batch(std::mem::take(batch)))
+            .map_err(|e| format!("batch starting at line {first_line}: {e} (nothing of this batch was written)"))?;
+        ingested += n;
+        Ok(())
+    };
+    let mut batch_first_line = 1;
+    for line in stdin.lines() {
+        line_no += 1;
+        let line = line.map_err(|e| format!("reading standard input: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = parse_event_json(&line).map_err(|e| format!("line {line_no}: {e}"))?;
+        if batch.is_empty() {
+            batch_first_line = line_no;
+        }
+        batch.push(event);
+        if batch.len() == batch_size {
+            flush(&mut batch, batch_first_line)?;
+        }
+    }
+    flush(&mut batch, batch_first_line)?;
+    eprintln!("ingested {ingested} events");
+    Ok(())
+}
+
+fn query(store: &Store, q: QueryArgs) -> Result<(), String> {
+    let mut query = Query::tenant(q.tenant);
+    query.entity_id = q.entity;
+    if let Some(t) = q.event_type {
+        query = query.event_type(t);
+    }
+    if let Some(p) = q.type_prefix {
+        query = query.event_type_prefix(p);
+    }
+    query.since_us = timestamp("since", &q.since)?;
+    query.until_us = timestamp("until", &q.until)?;
+    query.as_of_us = timestamp("as-of", &q.as_of)?;
+    query.limit = q.limit;
+    query.offset = q.offset;
+    query.order = match q.order {
+        OrderArg::Asc => Order::Asc,
+        OrderArg::Desc => Order::Desc,
+    };
+    let result = block_on(store.query(&query)).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    for event in &result.events {
+        writeln!(out, "{}", event.to_json()).map_err(|e| e.to_string())?;
+    }
+    eprintln!("{} events{}", result.events.len(), if result.has_more { " (more match)" } else { "" });
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
