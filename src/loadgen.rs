@@ -51,20 +51,26 @@ impl LoadReport {
     }
 }
 
+/// The entity of the `seq`-th event.
+pub fn entity_of(spec: &LoadSpec, seq: u64) -> String {
+    format!("entity-{}", seq % spec.entities.max(1))
+}
+
 /// The `seq`-th event of a load: entity `seq % entities`, a JSON payload of about `payload_bytes`.
 pub fn make_event(spec: &LoadSpec, seq: u64) -> NewEvent {
-    let entity = format!("entity-{}", seq % spec.entities.max(1));
+    let entity = entity_of(spec, seq);
     let pad = "x".repeat(spec.payload_bytes.saturating_sub(60));
     let payload = format!(r#"{{"seq":{seq},"value":{},"note":"{pad}"}}"#, seq.wrapping_mul(2654435761) % 1000);
     let event_type = if seq % 10 == 0 { "metric.alert" } else { "metric.sample" };
     NewEvent::with_raw_payload(entity, event_type, payload).with_tenant(spec.tenant_id.clone())
 }
 
-/// Runs the load; `on_ack` sees every acknowledged event (on the client thread). Stops at the first error.
+/// Runs the load; `on_ack` sees every acknowledgement with its event's sequence number (on the client
+/// thread). Stops at the first error.
 pub fn run_load(
     store: &Store,
     spec: &LoadSpec,
-    on_ack: impl Fn(&AppendAck, &NewEvent) + Send + 'static,
+    on_ack: impl Fn(&AppendAck, u64) + Send + 'static,
 ) -> Result<LoadReport, Error> {
     let store = store.clone();
     let spec = spec.clone();
@@ -88,10 +94,10 @@ pub fn run_load(
                         next.set(first + n);
                         let batch: Vec<NewEvent> = (first..first + n).map(|seq| make_event(&spec, seq)).collect();
                         let t0 = Instant::now();
-                        let acks = store.append_batch(batch.clone()).await?;
+                        let acks = store.append_batch(batch).await?;
                         latency.saturating_record(t0.elapsed().as_nanos() as u64);
-                        for (ack, event) in acks.iter().zip(&batch) {
-                            on_ack(ack, event);
+                        for (ack, seq) in acks.iter().zip(first..) {
+                            on_ack(ack, seq);
                         }
                     }
                 }));

@@ -231,9 +231,11 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Load { tasks, events, entities, batch_size, payload_bytes, tenant, print_acks } => {
             let spec = LoadSpec { tasks, events, entities, tenant_id: tenant, batch_size, payload_bytes };
-            let report = run_load(&store, &spec, move |ack, event| {
+            let printed = spec.clone();
+            let report = run_load(&store, &spec, move |ack, seq| {
                 if print_acks {
-                    println!("ack {} {} {} {}", ack.id, event.tenant_id, event.entity_id, ack.version);
+                    let entity = tidelog::loadgen::entity_of(&printed, seq);
+                    println!("ack {} {} {entity} {}", ack.id, printed.tenant_id, ack.version);
                 }
             })
             .map_err(err)?;

@@ -4,6 +4,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -15,7 +17,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use uuid::Uuid;
 
 use super::index::LocalIndex;
-use super::shared::{entity_key, ShardShared};
+use super::shared::ShardShared;
 use crate::coordinator::AppendAck;
 use crate::error::Error;
 use crate::event::{Event, NewEvent, StoredEvent};
@@ -70,6 +72,8 @@ struct Core {
     pending: Pending,
     commit: GroupCommit<Waiter>,
     closing: bool,
+    /// Reused for index keys.
+    scratch: String,
 }
 
 impl Core {
@@ -119,25 +123,29 @@ impl Core {
             }
         };
         let new_count = plan.iter().filter(|p| matches!(p, Planned::New { .. })).count();
-        let mut acks = Vec::with_capacity(events.len());
+        let batch_has_ids = plan.iter().any(|p| matches!(p, Planned::SameBatch(_)));
+        let mut acks: Vec<(usize, AppendAck)> = Vec::with_capacity(events.len());
         let mut wait_for = 0u64;
         let mut written = 0usize;
-        let mut body_scratch: HashMap<Uuid, AppendAck> = HashMap::new();
+        // Acks of this batch's new events by id, for repeats of an id within the batch.
+        let mut new_acks: HashMap<Uuid, usize, RandomState> = HashMap::default();
         for ((index, event), planned) in events.into_iter().zip(plan) {
             let ack = match planned {
                 Planned::Existing(position) => {
                     let stored = self.shared.get_any(position).expect("indexed event exists");
                     ack_of(self.shard(), &stored, true)
                 }
-                Planned::SameBatch(id) => AppendAck { duplicate: true, ..body_scratch[&id].clone() },
+                Planned::SameBatch(id) => AppendAck { duplicate: true, ..acks[new_acks[&id]].1.clone() },
                 Planned::New { version } => {
                     written += 1;
                     let stored = self.encode(event, version);
                     append_frame(&mut self.pending.frames, stored.bytes(), written < new_count);
                     let ack = ack_of(self.shard(), &stored, false);
-                    body_scratch.insert(ack.id, ack.clone());
-                    self.index.insert(&stored);
-                    self.shared.insert(stored);
+                    if batch_has_ids {
+                        new_acks.insert(ack.id, acks.len());
+                    }
+                    self.index.insert(&stored, &mut self.scratch);
+                    self.shared.insert(stored, &mut self.scratch);
                     ack
                 }
             };
@@ -177,8 +185,9 @@ impl Core {
     /// Decides, without changing anything, what each event becomes; fails the whole part on a version or
     /// id conflict.
     fn plan(&self, events: &[(usize, NewEvent)]) -> Result<Vec<Planned>, Error> {
-        let mut versions: HashMap<String, u64> = HashMap::new();
-        let mut ids: HashMap<Uuid, (&str, &str)> = HashMap::new();
+        let mut versions: HashMap<(&str, &str), u64, RandomState> = HashMap::default();
+        let mut key = String::new();
+        let mut ids: HashMap<Uuid, (&str, &str), RandomState> = HashMap::default();
         let mut plan = Vec::with_capacity(events.len());
         for (index, event) in events {
             if let Some(id) = event.id {
@@ -199,10 +208,16 @@ impl Core {
                 }
                 ids.insert(id, (&event.tenant_id, &event.entity_id));
             }
-            let key = entity_key(&event.tenant_id, &event.entity_id);
-            let current = match versions.get(&key) {
+            let entity = (event.tenant_id.as_str(), event.entity_id.as_str());
+            let current = match versions.get(&entity) {
                 Some(v) => *v,
-                None => self.shared.entity_version_any(&key),
+                None => {
+                    key.clear();
+                    key.push_str(entity.0);
+                    key.push('\0');
+                    key.push_str(entity.1);
+                    self.shared.entity_version_any(&key)
+                }
             };
             if let Some(expected) = event.expected_version {
                 if expected != current {
@@ -215,7 +230,7 @@ impl Core {
                     });
                 }
             }
-            versions.insert(key, current + 1);
+            versions.insert(entity, current + 1);
             plan.push(Planned::New { version: current + 1 });
         }
         Ok(plan)
@@ -251,14 +266,15 @@ pub(crate) async fn run_shard<S: WalStorage>(
     let shared = ctx.shared.clone();
     let mut index = LocalIndex::default();
     let mut last_timestamp_us = i64::MIN;
+    let mut scratch = String::new();
     if let Err(e) = std::fs::create_dir_all(&ctx.wal_dir) {
         on_recovered(Err(Error::io(format!("create {}", ctx.wal_dir.display()), e)));
         return;
     }
     let recovered = recover(&*storage, &ctx.wal_dir, shared.index, ctx.mid_log_corruption, |event| {
         last_timestamp_us = last_timestamp_us.max(event.timestamp_us());
-        index.insert(&event);
-        shared.insert(event);
+        index.insert(&event, &mut scratch);
+        shared.insert(event, &mut scratch);
     })
     .await;
     let (report, open_segment) = match recovered {
@@ -277,6 +293,7 @@ pub(crate) async fn run_shard<S: WalStorage>(
         pending: Pending::default(),
         commit: GroupCommit::new(ctx.fsync, report.last_position),
         closing: false,
+        scratch,
     }));
     on_recovered(Ok(report));
 

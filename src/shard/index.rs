@@ -12,22 +12,25 @@ type TimeIndex = BTreeSet<(i64, u64)>;
 
 #[derive(Default)]
 pub struct LocalIndex {
-    by_tenant: HashMap<Box<str>, TimeIndex>,
+    by_tenant: HashMap<Box<str>, TimeIndex, foldhash::fast::RandomState>,
     /// Keyed by `tenant \0 event_type`, ordered so that a type prefix is a key range.
     by_type: BTreeMap<Box<str>, TimeIndex>,
 }
 
 impl LocalIndex {
-    pub fn insert(&mut self, event: &StoredEvent) {
+    pub fn insert(&mut self, event: &StoredEvent, scratch: &mut String) {
         let key = (event.timestamp_us(), event.position());
         match self.by_tenant.get_mut(event.tenant_id()) {
             Some(index) => index.insert(key),
             None => self.by_tenant.entry(event.tenant_id().into()).or_default().insert(key),
         };
-        let type_key = entity_key(event.tenant_id(), event.event_type());
-        match self.by_type.get_mut(type_key.as_str()) {
+        scratch.clear();
+        scratch.push_str(event.tenant_id());
+        scratch.push('\0');
+        scratch.push_str(event.event_type());
+        match self.by_type.get_mut(scratch.as_str()) {
             Some(index) => index.insert(key),
-            None => self.by_type.entry(type_key.into_boxed_str()).or_default().insert(key),
+            None => self.by_type.entry(scratch.as_str().into()).or_default().insert(key),
         };
     }
 

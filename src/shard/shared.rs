@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 use uuid::Uuid;
 
 use crate::event::StoredEvent;
@@ -33,11 +34,18 @@ pub struct ShardStats {
     pub fsyncs: AtomicU64,
 }
 
+/// Positions per entry of the events map. Positions are dense, so keying the map by chunk keeps it small
+/// enough to stay in cache (a map of one entry per event spends its time on cache misses).
+const CHUNK_EVENTS: u64 = 256;
+
 pub struct ShardShared {
     pub index: u32,
-    events: DashMap<u64, StoredEvent>,
-    by_id: DashMap<Uuid, u64>,
-    by_entity: DashMap<Box<str>, EntityEntry>,
+    /// position / CHUNK_EVENTS -> slots for positions in that chunk, in order (None: a position lost to
+    /// corruption).
+    events: DashMap<u64, Vec<Option<StoredEvent>>, RandomState>,
+    event_count: AtomicU64,
+    by_id: DashMap<Uuid, u64, RandomState>,
+    by_entity: DashMap<Box<str>, EntityEntry, RandomState>,
     visible_position: AtomicU64,
     failure: OnceLock<String>,
     pub stats: ShardStats,
@@ -56,9 +64,10 @@ impl ShardShared {
     pub fn new(index: u32) -> ShardShared {
         ShardShared {
             index,
-            events: DashMap::new(),
-            by_id: DashMap::new(),
-            by_entity: DashMap::new(),
+            events: DashMap::default(),
+            event_count: AtomicU64::new(0),
+            by_id: DashMap::default(),
+            by_entity: DashMap::default(),
             visible_position: AtomicU64::new(0),
             failure: OnceLock::new(),
             stats: ShardStats::default(),
@@ -84,31 +93,48 @@ impl ShardShared {
         let _ = self.failure.set(reason);
     }
 
+    /// Events stored, acknowledged or not.
     pub fn event_count(&self) -> u64 {
-        self.visible_position().min(self.events.len() as u64)
+        self.event_count.load(Ordering::Relaxed)
     }
 
-    /// Adds an event to the maps (shard executor only). Positions arrive in increasing order.
-    pub(crate) fn insert(&self, event: StoredEvent) {
+    /// Adds an event to the maps (shard executor only). Positions arrive in increasing order. `scratch`
+    /// is a reusable buffer, so the common case allocates nothing but the event.
+    pub(crate) fn insert(&self, event: StoredEvent, scratch: &mut String) {
         let position = event.position();
         let ts = event.timestamp_us();
         let version = event.version();
         self.by_id.insert(event.id(), position);
-        let key = entity_key(event.tenant_id(), event.entity_id());
-        {
-            let mut entry =
-                self.by_entity.entry(key.into_boxed_str()).or_insert_with(|| EntityEntry { ts_sorted: true, ..Default::default() });
+        scratch.clear();
+        scratch.push_str(event.tenant_id());
+        scratch.push('\0');
+        scratch.push_str(event.entity_id());
+        let update = |entry: &mut EntityEntry| {
             entry.ts_sorted &= entry.positions.is_empty() || ts >= entry.last_timestamp_us;
             entry.last_timestamp_us = entry.last_timestamp_us.max(ts);
             entry.positions.push(position);
             entry.last_version = version;
+        };
+        match self.by_entity.get_mut(scratch.as_str()) {
+            Some(mut entry) => update(&mut entry),
+            None => {
+                let mut entry = EntityEntry { ts_sorted: true, ..Default::default() };
+                update(&mut entry);
+                self.by_entity.insert(scratch.as_str().into(), entry);
+            }
         }
-        self.events.insert(position, event);
+        let (chunk, slot) = (position / CHUNK_EVENTS, (position % CHUNK_EVENTS) as usize);
+        let mut slots = self.events.entry(chunk).or_insert_with(|| Vec::with_capacity(CHUNK_EVENTS as usize));
+        assert!(slot >= slots.len(), "position {position} stored twice or out of order");
+        slots.resize(slot, None);
+        slots.push(Some(event));
+        self.event_count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An event by position, including ones not yet visible (shard executor only).
     pub(crate) fn get_any(&self, position: u64) -> Option<StoredEvent> {
-        self.events.get(&position).map(|e| e.clone())
+        let slots = self.events.get(&(position / CHUNK_EVENTS))?;
+        slots.get((position % CHUNK_EVENTS) as usize)?.clone()
     }
 
     /// The position of an event id, including ones not yet visible (shard executor only).
@@ -126,7 +152,7 @@ impl ShardShared {
         if position > self.visible_position() {
             return None;
         }
-        self.events.get(&position).map(|e| e.clone())
+        self.get_any(position)
     }
 
     /// A visible event by id, if it belongs to `tenant_id`.
@@ -150,7 +176,7 @@ impl ShardShared {
     /// An entity's events matching `query`, sorted in its order, at most `want` of them.
     pub fn entity_query(&self, query: &Query, entity_id: &str, want: usize) -> Vec<StoredEvent> {
         let (positions, ts_sorted) = self.entity_positions(&query.tenant_id, entity_id);
-        let fetch = |p: &u64| self.events.get(p).map(|e| e.clone());
+        let fetch = |p: &u64| self.get_any(*p);
         if ts_sorted {
             let matching = |e: &StoredEvent| query.matches(e);
             match query.order {
@@ -174,7 +200,7 @@ impl ShardShared {
         let as_of = as_of_us.unwrap_or(i64::MAX);
         let events: Vec<StoredEvent> = positions
             .iter()
-            .filter_map(|p| self.events.get(p).map(|e| e.clone()))
+            .filter_map(|p| self.get_any(*p))
             .filter(|e| e.timestamp_us() <= as_of)
             .collect();
         fold_state(&events)
