@@ -2,7 +2,8 @@
 //! the owning shards over bounded channels, fans queries out and merges the shards' sorted answers.
 //! Reads scoped to one entity or id go straight to the shards' maps from the calling thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_channel::oneshot;
@@ -55,6 +56,7 @@ struct Inner {
     executors: Mutex<Vec<ExecutorJoinHandle<()>>>,
     recovery: Vec<RecoveryReport>,
     closed: AtomicBool,
+    next_txn: AtomicU64,
     /// Held until the shards have stopped; released by close, so the directory can be reopened.
     lock: Mutex<Option<DirLock>>,
 }
@@ -133,6 +135,7 @@ impl Store {
                 executors: Mutex::new(executors),
                 recovery,
                 closed: AtomicBool::new(false),
+                next_txn: AtomicU64::new(1),
                 lock: Mutex::new(Some(lock)),
             }),
         };
@@ -169,23 +172,32 @@ impl Store {
     }
 
     /// Appends a batch. Invalid input rejects the whole batch before anything is written. Each shard's
-    /// part is atomic: written in one WAL write, visible all at once, and rejected whole on a version or
-    /// id conflict. Acks come back in the batch's order.
+    /// part is written in one WAL write and becomes visible all at once. A version or id conflict rejects
+    /// the whole batch, also when it spans shards (expected versions and ids are then checked on every
+    /// shard before any shard writes). Acks come back in the batch's order.
     pub async fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<AppendAck>, Error> {
         validate_batch(&events, &self.inner.config.limits)?;
         let n = self.shard_count();
         let total = events.len();
         let mut parts: Vec<Vec<(usize, NewEvent)>> = (0..n).map(|_| Vec::new()).collect();
+        // The shard of each id's first use in this batch: a shard cannot see the other shards' parts.
+        let mut batch_ids: HashMap<Uuid, usize> = HashMap::new();
         for (index, event) in events.into_iter().enumerate() {
             let shard = shard_for(&event.tenant_id, &event.entity_id, n);
             if let Some(id) = event.id {
                 // An id is unique across the store; its owning shard checks its own part.
-                let elsewhere = (0..n).filter(|&s| s != shard).any(|s| self.inner.shards[s].shared.contains_id(&id));
+                let elsewhere = (0..n).filter(|&s| s != shard).any(|s| self.inner.shards[s].shared.contains_id(&id))
+                    || *batch_ids.entry(id).or_insert(shard) != shard;
                 if elsewhere {
                     return Err(Error::IdConflict { id, index });
                 }
             }
             parts[shard].push((index, event));
+        }
+        let shards_involved = parts.iter().filter(|p| !p.is_empty()).count();
+        let checked = |e: &NewEvent| e.expected_version.is_some() || e.id.is_some();
+        if shards_involved > 1 && parts.iter().flatten().any(|(_, e)| checked(e)) {
+            return self.append_prepared(parts, total).await;
         }
         let mut replies = Vec::new();
         for (shard, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
@@ -193,19 +205,35 @@ impl Store {
             self.send(shard, ShardMsg::Append { events: part, reply }).await?;
             replies.push(rx);
         }
-        let mut acks: Vec<Option<AppendAck>> = vec![None; total];
-        let mut first_error = None;
-        for rx in replies {
-            match rx.await {
-                Ok(Ok(part)) => part.into_iter().for_each(|(index, ack)| acks[index] = Some(ack)),
-                Ok(Err(e)) => first_error = first_error.or(Some(e)),
-                Err(_) => first_error = first_error.or(Some(Error::Closed)),
-            }
+        collect_acks(replies, total).await
+    }
+
+    /// A batch that spans shards and carries expected versions or client ids: every shard first checks
+    /// its part and holds its entities (prepare); only if all agree is it appended everywhere (commit), so
+    /// a version or id conflict anywhere writes nothing anywhere.
+    async fn append_prepared(&self, parts: Vec<Vec<(usize, NewEvent)>>, total: usize) -> Result<Vec<AppendAck>, Error> {
+        let txn = self.inner.next_txn.fetch_add(1, Ordering::Relaxed);
+        let mut guard = AbortOnDrop { store: self, txn, shards: Vec::new() };
+        let mut votes = Vec::new();
+        for (shard, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+            let (reply, rx) = oneshot::channel();
+            self.send(shard, ShardMsg::Prepare { txn, events: part, reply }).await?;
+            guard.shards.push(shard);
+            votes.push(rx);
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(acks.into_iter().map(|a| a.expect("every event acknowledged")).collect()),
+        for vote in votes {
+            vote.await.map_err(|_| Error::Closed)??;
         }
+        // Every shard agreed. The commits go out with no await between them, so a caller that gives up
+        // now cannot leave the batch committed on some shards only.
+        let mut replies = Vec::new();
+        for &shard in &guard.shards {
+            let (reply, rx) = oneshot::channel();
+            self.inner.shards[shard].inbox.send(ShardMsg::Commit { txn, reply }).map_err(|_| Error::Closed)?;
+            replies.push(rx);
+        }
+        guard.shards.clear();
+        collect_acks(replies, total).await
     }
 
     /// An event by id, if it exists in `tenant_id`.
@@ -320,6 +348,41 @@ impl Store {
             return Err(Error::Closed);
         }
         self.inner.shards[shard].inbox.send_async(msg).await.map_err(|_| Error::Closed)
+    }
+}
+
+/// Puts each shard's acks back in the batch's order.
+async fn collect_acks(
+    replies: Vec<oneshot::Receiver<Result<Vec<(usize, AppendAck)>, Error>>>,
+    total: usize,
+) -> Result<Vec<AppendAck>, Error> {
+    let mut acks: Vec<Option<AppendAck>> = vec![None; total];
+    let mut first_error = None;
+    for rx in replies {
+        match rx.await {
+            Ok(Ok(part)) => part.into_iter().for_each(|(index, ack)| acks[index] = Some(ack)),
+            Ok(Err(e)) => first_error = first_error.or(Some(e)),
+            Err(_) => first_error = first_error.or(Some(Error::Closed)),
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(acks.into_iter().map(|a| a.expect("every event acknowledged")).collect()),
+    }
+}
+
+/// Releases the entities a prepared batch holds unless it was committed, whatever way the caller leaves.
+struct AbortOnDrop<'a> {
+    store: &'a Store,
+    txn: u64,
+    shards: Vec<usize>,
+}
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        for &shard in &self.shards {
+            let _ = self.store.inner.shards[shard].inbox.send(ShardMsg::Abort { txn: self.txn });
+        }
     }
 }
 

@@ -17,6 +17,11 @@ pub enum Error {
     VersionConflict { index: usize, tenant_id: String, entity_id: String, expected: u64, current: u64 },
     #[error("event id {id} (events[{index}]) is already used by another entity")]
     IdConflict { id: Uuid, index: usize },
+    #[error(
+        "entity {entity_id:?} of tenant {tenant_id:?} (events[{index}]) is held by a concurrent batch that spans \
+         shards; retry"
+    )]
+    Contended { index: usize, tenant_id: String, entity_id: String },
     #[error("shard {shard} stopped accepting writes after an I/O error: {reason}")]
     ShardFailed { shard: u32, reason: String },
     #[error("the store is closed")]

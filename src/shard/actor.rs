@@ -33,6 +33,13 @@ pub type AppendReply = oneshot::Sender<Result<Vec<(usize, AppendAck)>, Error>>;
 
 pub(crate) enum ShardMsg {
     Append { events: Vec<(usize, NewEvent)>, reply: AppendReply },
+    /// Phase one of a batch that spans shards and carries expected versions: check this shard's part
+    /// and hold its entities until `Commit` or `Abort`. Refused at once, never queued, if another such
+    /// batch holds one of them, so two batches cannot wait on each other.
+    Prepare { txn: u64, events: Vec<(usize, NewEvent)>, reply: oneshot::Sender<Result<(), Error>> },
+    /// Append the prepared part (its checks still hold: nothing else could touch its entities).
+    Commit { txn: u64, reply: AppendReply },
+    Abort { txn: u64 },
     Query { query: Query, want: usize, reply: oneshot::Sender<Vec<StoredEvent>> },
     /// Flush, fdatasync, stop.
     Close { reply: oneshot::Sender<Result<(), Error>> },
@@ -74,6 +81,11 @@ struct Core {
     closing: bool,
     /// Reused for index keys.
     scratch: String,
+    /// Cross-shard batches between Prepare and Commit/Abort, and the entities they hold.
+    prepared: HashMap<u64, Vec<(usize, NewEvent)>>,
+    held: HashMap<(String, String), u64>,
+    /// Appends to held entities, in arrival order, until their entities are released.
+    parked: std::collections::VecDeque<(Vec<(usize, NewEvent)>, AppendReply)>,
 }
 
 impl Core {
@@ -155,6 +167,62 @@ impl Core {
         self.shared.stats.events_appended.fetch_add(written as u64, Ordering::Relaxed);
         if let Some(waiter) = self.commit.wait(wait_for, Waiter { acks, reply }) {
             let _ = waiter.reply.send(Ok(waiter.acks));
+        }
+    }
+
+    /// The first event of `events` whose entity a prepared cross-shard batch holds.
+    fn held_by_other<'a>(&self, events: &'a [(usize, NewEvent)]) -> Option<&'a (usize, NewEvent)> {
+        if self.held.is_empty() {
+            return None;
+        }
+        events.iter().find(|(_, e)| self.held.contains_key(&(e.tenant_id.clone(), e.entity_id.clone())))
+    }
+
+    fn append(&mut self, events: Vec<(usize, NewEvent)>, reply: AppendReply) {
+        if self.held_by_other(&events).is_some() || !self.parked.is_empty() {
+            // Keep arrival order: once anything waits, later appends wait behind it.
+            self.parked.push_back((events, reply));
+        } else {
+            self.accept(events, reply);
+        }
+    }
+
+    fn prepare(&mut self, txn: u64, events: Vec<(usize, NewEvent)>) -> Result<(), Error> {
+        if let Some(err) = self.failed_error() {
+            return Err(err);
+        }
+        if let Some((index, event)) = self.held_by_other(&events) {
+            return Err(Error::Contended {
+                index: *index,
+                tenant_id: event.tenant_id.clone(),
+                entity_id: event.entity_id.clone(),
+            });
+        }
+        self.plan(&events)?;
+        for (_, event) in &events {
+            self.held.insert((event.tenant_id.clone(), event.entity_id.clone()), txn);
+        }
+        self.prepared.insert(txn, events);
+        Ok(())
+    }
+
+    /// Ends a prepared batch (appending it on commit), then lets waiting appends through.
+    fn finish(&mut self, txn: u64, commit: Option<AppendReply>) {
+        let events = self.prepared.remove(&txn);
+        self.held.retain(|_, t| *t != txn);
+        match (events, commit) {
+            (Some(events), Some(reply)) => self.accept(events, reply),
+            (None, Some(reply)) => {
+                let _ = reply.send(Err(Error::Closed));
+            }
+            (_, None) => {}
+        }
+        while let Some((events, _)) = self.parked.front() {
+            if self.held_by_other(events).is_some() {
+                break;
+            }
+            let (events, reply) = self.parked.pop_front().expect("front exists");
+            self.accept(events, reply);
         }
     }
 
@@ -294,6 +362,9 @@ pub(crate) async fn run_shard<S: WalStorage>(
         commit: GroupCommit::new(ctx.fsync, report.last_position),
         closing: false,
         scratch,
+        prepared: HashMap::new(),
+        held: HashMap::new(),
+        parked: Default::default(),
     }));
     on_recovered(Ok(report));
 
@@ -325,7 +396,12 @@ async fn acceptor(
         let (core, wake, done) = (&core, &wake, &done);
         async move {
             match msg {
-                ShardMsg::Append { events, reply } => core.borrow_mut().accept(events, reply),
+                ShardMsg::Append { events, reply } => core.borrow_mut().append(events, reply),
+                ShardMsg::Prepare { txn, events, reply } => {
+                    let _ = reply.send(core.borrow_mut().prepare(txn, events));
+                }
+                ShardMsg::Commit { txn, reply } => core.borrow_mut().finish(txn, Some(reply)),
+                ShardMsg::Abort { txn } => core.borrow_mut().finish(txn, None),
                 ShardMsg::Query { query, want, reply } => {
                     let core = core.borrow();
                     let _ = reply.send(core.index.query(&core.shared, &query, want));
