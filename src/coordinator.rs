@@ -399,3 +399,9 @@ impl Drop for Inner {
         }
     }
 }
+
+// The handle is shared across threads by design; keep it that way.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+};
