@@ -3,7 +3,7 @@
 //! Reads scoped to one entity or id go straight to the shards' maps from the calling thread.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_channel::oneshot;
@@ -56,6 +56,10 @@ struct Inner {
     executors: Mutex<Vec<ExecutorJoinHandle<()>>>,
     recovery: Vec<RecoveryReport>,
     closed: AtomicBool,
+    /// Sends to the shards under way (see [`Sending`]). Close and halt wait for them after setting
+    /// `closed`, so no message lands in an inbox behind the stop message: nothing would ever answer it,
+    /// and its caller would wait forever.
+    sending: AtomicUsize,
     next_txn: AtomicU64,
     /// Held until the shards have stopped; released by close, so the directory can be reopened.
     lock: Mutex<Option<DirLock>>,
@@ -135,6 +139,7 @@ impl Store {
                 executors: Mutex::new(executors),
                 recovery,
                 closed: AtomicBool::new(false),
+                sending: AtomicUsize::new(0),
                 next_txn: AtomicU64::new(1),
                 lock: Mutex::new(Some(lock)),
             }),
@@ -227,11 +232,13 @@ impl Store {
         // Every shard agreed. The commits go out with no await between them, so a caller that gives up
         // now cannot leave the batch committed on some shards only.
         let mut replies = Vec::new();
+        let sending = Sending::start(&self.inner)?;
         for &shard in &guard.shards {
             let (reply, rx) = oneshot::channel();
             self.inner.shards[shard].inbox.send(ShardMsg::Commit { txn, reply }).map_err(|_| Error::Closed)?;
             replies.push(rx);
         }
+        drop(sending);
         guard.shards.clear();
         collect_acks(replies, total).await
     }
@@ -305,7 +312,7 @@ impl Store {
     /// Flushes and fdatasyncs every shard, then stops them. Closing again does nothing. Do not call it
     /// from a shard's own executor.
     pub fn close(&self) -> Result<(), Error> {
-        if self.inner.closed.swap(true, Ordering::SeqCst) {
+        if !self.stop_sending() {
             return Ok(());
         }
         let mut replies = Vec::new();
@@ -328,7 +335,7 @@ impl Store {
     /// Stops every shard at once, without flushing or syncing: what a crash leaves behind, for tests.
     #[doc(hidden)]
     pub fn halt(&self) {
-        self.inner.closed.store(true, Ordering::SeqCst);
+        self.stop_sending();
         for shard in &self.inner.shards {
             let _ = shard.inbox.send(ShardMsg::Halt);
         }
@@ -343,11 +350,40 @@ impl Store {
         self.inner.lock.lock().unwrap().take();
     }
 
+    /// Sets `closed` and waits until no send that missed it is still under way. Returns whether this
+    /// call closed the store.
+    fn stop_sending(&self) -> bool {
+        let first = !self.inner.closed.swap(true, Ordering::SeqCst);
+        while self.inner.sending.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        first
+    }
+
     async fn send(&self, shard: usize, msg: ShardMsg) -> Result<(), Error> {
-        if self.inner.closed.load(Ordering::Acquire) {
+        let _sending = Sending::start(&self.inner)?;
+        self.inner.shards[shard].inbox.send_async(msg).await.map_err(|_| Error::Closed)
+    }
+}
+
+/// A send to the shards under way; refused once the store is closed. Counted in `Inner::sending` while it
+/// lives. (SeqCst on both sides: either the sender sees `closed`, or `stop_sending` sees the count.)
+struct Sending<'a>(&'a AtomicUsize);
+
+impl<'a> Sending<'a> {
+    fn start(inner: &'a Inner) -> Result<Sending<'a>, Error> {
+        inner.sending.fetch_add(1, Ordering::SeqCst);
+        let sending = Sending(&inner.sending);
+        if inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        self.inner.shards[shard].inbox.send_async(msg).await.map_err(|_| Error::Closed)
+        Ok(sending)
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

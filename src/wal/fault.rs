@@ -84,7 +84,13 @@ impl FaultPlan {
                 std::fs::remove_file(&path)?;
                 continue;
             }
-            let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+            let file = match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(file) => file,
+                // Removed since it was tracked (recovery deletes a segment that holds nothing, then syncs
+                // the directory): there is nothing left to put back.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             for (offset, data) in &shadow.unsynced {
                 let start = *offset as usize;
                 let mut restore = vec![0u8; data.len()];
