@@ -23,7 +23,12 @@ pub enum Error {
     )]
     Contended { index: usize, tenant_id: String, entity_id: String },
     #[error("shard {shard} stopped accepting writes after an I/O error: {reason}")]
-    ShardFailed { shard: u32, reason: String },
+    ShardFailed {
+        shard: u32,
+        reason: String,
+        /// The failure was ENOSPC.
+        disk_full: bool,
+    },
     #[error("the store is closed")]
     Closed,
     #[error(transparent)]

@@ -94,7 +94,8 @@ impl Core {
     }
 
     fn failed_error(&self) -> Option<Error> {
-        self.shared.failure().map(|reason| Error::ShardFailed { shard: self.shard(), reason: reason.to_string() })
+        let disk_full = self.shared.failed_for_space();
+        self.shared.failure().map(|reason| Error::ShardFailed { shard: self.shard(), reason: reason.to_string(), disk_full })
     }
 
     /// Makes acknowledged positions visible, then answers their waiters (so a caller reads its writes).
@@ -107,7 +108,7 @@ impl Core {
 
     /// A write or fdatasync failed: nothing more is acknowledged, by this process, ever.
     fn fail(&mut self, error: &WalError) {
-        self.shared.fail(error.to_string());
+        self.shared.fail(error.to_string(), error.is_no_space());
         self.pending = Pending::default();
         for waiter in self.commit.drain_all() {
             let _ = waiter.reply.send(Err(self.failed_error().expect("just failed")));
@@ -352,7 +353,7 @@ pub(crate) async fn run_shard<S: WalStorage>(
             return;
         }
     };
-    shared.publish(report.last_position);
+    shared.recovered(report.records_recovered, report.last_position);
     let core = Rc::new(RefCell::new(Core {
         shared: shared.clone(),
         index,

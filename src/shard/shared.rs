@@ -43,11 +43,15 @@ pub struct ShardShared {
     /// position / CHUNK_EVENTS -> slots for positions in that chunk, in order (None: a position lost to
     /// corruption).
     events: DashMap<u64, Vec<Option<StoredEvent>>, RandomState>,
-    event_count: AtomicU64,
+    /// Events recovered at open and the last recovered position: positions after it are dense, so the
+    /// visible event count follows from the visible position.
+    recovered_count: AtomicU64,
+    recovered_last_position: AtomicU64,
     by_id: DashMap<Uuid, u64, RandomState>,
     by_entity: DashMap<Box<str>, EntityEntry, RandomState>,
     visible_position: AtomicU64,
     failure: OnceLock<String>,
+    failed_for_space: std::sync::atomic::AtomicBool,
     pub stats: ShardStats,
 }
 
@@ -65,11 +69,13 @@ impl ShardShared {
         ShardShared {
             index,
             events: DashMap::default(),
-            event_count: AtomicU64::new(0),
+            recovered_count: AtomicU64::new(0),
+            recovered_last_position: AtomicU64::new(0),
             by_id: DashMap::default(),
             by_entity: DashMap::default(),
             visible_position: AtomicU64::new(0),
             failure: OnceLock::new(),
+            failed_for_space: Default::default(),
             stats: ShardStats::default(),
         }
     }
@@ -89,13 +95,28 @@ impl ShardShared {
         self.failure.get().map(String::as_str)
     }
 
-    pub(crate) fn fail(&self, reason: String) {
-        let _ = self.failure.set(reason);
+    pub(crate) fn fail(&self, reason: String, no_space: bool) {
+        if self.failure.set(reason).is_ok() {
+            self.failed_for_space.store(no_space, Ordering::Release);
+        }
     }
 
-    /// Events stored, acknowledged or not.
+    /// Whether the failure was a full disk (ENOSPC).
+    pub fn failed_for_space(&self) -> bool {
+        self.failed_for_space.load(Ordering::Acquire)
+    }
+
+    /// Acknowledged (visible) events.
     pub fn event_count(&self) -> u64 {
-        self.event_count.load(Ordering::Relaxed)
+        let last = self.recovered_last_position.load(Ordering::Acquire);
+        self.recovered_count.load(Ordering::Acquire) + self.visible_position().saturating_sub(last)
+    }
+
+    /// Called once recovery has inserted every recovered event.
+    pub(crate) fn recovered(&self, count: u64, last_position: u64) {
+        self.recovered_count.store(count, Ordering::Release);
+        self.recovered_last_position.store(last_position, Ordering::Release);
+        self.publish(last_position);
     }
 
     /// Adds an event to the maps (shard executor only). Positions arrive in increasing order. `scratch`
@@ -128,7 +149,6 @@ impl ShardShared {
         assert!(slot >= slots.len(), "position {position} stored twice or out of order");
         slots.resize(slot, None);
         slots.push(Some(event));
-        self.event_count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An event by position, including ones not yet visible (shard executor only).

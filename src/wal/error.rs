@@ -23,6 +23,11 @@ pub enum WalError {
 }
 
 impl WalError {
+    /// Whether this is the disk running out of space (ENOSPC).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, WalError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> WalError {
         let path = path.into();
         move |source| WalError::Io { op, path, source }
