@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
 use crate::meta::{self, DirLock};
 use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult};
-use crate::shard::{run_shard, shard_for, ShardContext, ShardMsg, ShardShared};
+use crate::shard::{run_shard, shard_for, LocalTaskFactory, ShardContext, ShardMsg, ShardShared};
 use crate::wal::fault::FaultyStorage;
 use crate::wal::io::DmaStorage;
 use crate::wal::RecoveryReport;
@@ -241,6 +241,29 @@ impl Store {
         drop(sending);
         guard.shards.clear();
         collect_acks(replies, total).await
+    }
+
+    /// Runs `make(shard)` as a task on every shard's executor (the future is built there, so it need not
+    /// be Send). Tasks end with the executor when the store closes.
+    pub async fn spawn_on_shards<F, Fut>(&self, make: F) -> Result<(), Error>
+    where
+        F: Fn(usize) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        for shard in 0..self.shard_count() {
+            self.spawn_on(shard, make.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `make(shard)` as a task on one shard's executor.
+    pub async fn spawn_on<F, Fut>(&self, shard: usize, make: F) -> Result<(), Error>
+    where
+        F: FnOnce(usize) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let factory: LocalTaskFactory = Box::new(move || Box::pin(make(shard)));
+        self.send(shard, ShardMsg::Spawn(factory)).await
     }
 
     /// An event by id, if it exists in `tenant_id`.

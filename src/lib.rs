@@ -22,6 +22,7 @@ pub mod event;
 pub mod loadgen;
 mod meta;
 pub mod query;
+pub mod server;
 pub mod shard;
 pub mod time;
 pub mod wal;

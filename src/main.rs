@@ -61,8 +61,25 @@ impl StoreArgs {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the HTTP API on every shard's core until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on (every shard accepts on it, SO_REUSEPORT).
+        #[arg(long, env = "TIDELOG_LISTEN", default_value = "127.0.0.1:3900")]
+        listen: std::net::SocketAddr,
+        /// Largest accepted request body in bytes.
+        #[arg(long, default_value_t = 16 << 20)]
+        max_body_bytes: usize,
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+    },
     /// Append one event and print its acknowledgement.
     Append {
         #[arg(long)]
@@ -223,6 +240,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => Err(format!("entity {entity:?} of tenant {tenant:?} has no events")),
             }
         }
+        Command::Serve { listen, max_body_bytes, log_format } => serve(&store, listen, max_body_bytes, log_format),
         Command::Recover => {
             for report in store.recovery_reports() {
                 println!("{report}");
@@ -254,6 +272,43 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     let closed = store.close().map_err(err);
     result.and(closed)
+}
+
+fn serve(store: &Store, listen: std::net::SocketAddr, max_body_bytes: usize, format: LogFormat) -> Result<(), String> {
+    let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false);
+    match format {
+        LogFormat::Human => subscriber.init(),
+        LogFormat::Json => subscriber.json().init(),
+    }
+    let config = store.config();
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        shards = store.shard_count(),
+        fsync_interval_ms = config.fsync.interval_ms(),
+        "store open"
+    );
+    for report in store.recovery_reports() {
+        tracing::info!(
+            shard = report.shard,
+            recovered = report.records_recovered,
+            skipped = report.records_skipped,
+            truncated_bytes = report.bytes_truncated,
+            ms = report.duration.as_secs_f64() * 1000.0,
+            "recovery"
+        );
+    }
+    let limits = tidelog::server::HttpLimits { max_body_bytes };
+    let server = tidelog::server::Server::start(store, tidelog::server::ServerConfig { listen, limits })
+        .map_err(|e| e.to_string())?;
+    tracing::info!(listen = %server.local_addr(), "serving");
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("installing signal handlers: {e}"))?;
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "stopping: finishing in-flight requests");
+    }
+    server.shutdown();
+    tracing::info!("connections drained; syncing the WAL");
+    Ok(())
 }
 
 fn ingest(store: &Store, batch_size: usize) -> Result<(), String> {

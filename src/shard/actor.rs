@@ -41,11 +41,16 @@ pub(crate) enum ShardMsg {
     Commit { txn: u64, reply: AppendReply },
     Abort { txn: u64 },
     Query { query: Query, want: usize, reply: oneshot::Sender<Vec<StoredEvent>> },
+    /// Run a task on this shard's executor (the HTTP front end lives there).
+    Spawn(LocalTaskFactory),
     /// Flush, fdatasync, stop.
     Close { reply: oneshot::Sender<Result<(), Error>> },
     /// Stop at once without flushing: a crash, for tests.
     Halt,
 }
+
+/// Builds a task on the shard's thread (its future need not be Send).
+pub type LocalTaskFactory = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;
 
 /// Everything a shard needs to start.
 pub(crate) struct ShardContext {
@@ -402,6 +407,9 @@ async fn acceptor(
                     let _ = reply.send(core.borrow_mut().prepare(txn, events));
                 }
                 ShardMsg::Commit { txn, reply } => core.borrow_mut().finish(txn, Some(reply)),
+                ShardMsg::Spawn(factory) => {
+                    glommio::spawn_local(factory()).detach();
+                }
                 ShardMsg::Abort { txn } => core.borrow_mut().finish(txn, None),
                 ShardMsg::Query { query, want, reply } => {
                     let core = core.borrow();

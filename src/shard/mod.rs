@@ -5,7 +5,7 @@ mod index;
 mod shared;
 
 pub(crate) use actor::ShardContext;
-pub(crate) use actor::{run_shard, ShardMsg};
+pub(crate) use actor::{run_shard, LocalTaskFactory, ShardMsg};
 pub use shared::{entity_key, EntityEntry, ShardShared, ShardStats};
 
 use xxhash_rust::xxh3::Xxh3;

@@ -1,0 +1,315 @@
+//! The HTTP API (routes and shapes follow AllSource Core's, so its clients can switch). Requests are
+//! handled on the shard executor that accepted the connection.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::event::{parse_event_json, NewEvent, ValidationError};
+use crate::query::{Order, Query};
+use crate::time::{format_rfc3339_us, parse_timestamp_us};
+use crate::{AppendAck, Error, Store, DEFAULT_TENANT};
+
+pub type Body = Full<Bytes>;
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+}
+
+/// An error answer: `{"error": code, "message": ...}` plus extra fields.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    extra: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), extra: Value::Null }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if let Value::Object(extra) = self.extra {
+            body.as_object_mut().expect("object").extend(extra);
+        }
+        let mut response = json_response(self.status, &body);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string())
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let message = e.to_string();
+        match e {
+            Error::Invalid(v) => v.into(),
+            Error::VersionConflict { expected, current, index, .. } => ApiError {
+                status: StatusCode::CONFLICT,
+                code: "version_conflict",
+                message,
+                extra: json!({ "expected_version": expected, "current_version": current, "index": index }),
+            },
+            Error::IdConflict { .. } => ApiError::new(StatusCode::CONFLICT, "id_conflict", message),
+            Error::Contended { .. } => ApiError::new(StatusCode::CONFLICT, "contended", message),
+            Error::ShardFailed { disk_full: true, .. } => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", message)
+            }
+            Error::ShardFailed { .. } | Error::Closed => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            Error::Query(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn ack_json(ack: &AppendAck) -> Value {
+    json!({
+        "event_id": ack.id.to_string(),
+        "timestamp": format_rfc3339_us(ack.timestamp_us),
+        "version": ack.version,
+    })
+}
+
+/// Routes one request.
+pub async fn handle(store: &Store, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+    match route(store, limits, request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(store: &Store, limits: &HttpLimits, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = request.method().clone();
+    let params = Params::parse(request.uri().query());
+    let allow = |allowed: &Method| {
+        if method == *allowed {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{path} takes {allowed}")))
+        }
+    };
+    match segments.as_slice() {
+        ["health"] => {
+            allow(&Method::GET)?;
+            Ok(health(store))
+        }
+        ["api", "v1", "events"] => {
+            allow(&Method::POST)?;
+            let body = read_body(request, limits, &["application/json"]).await?;
+            let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+            let event = parse_event_json(text)?;
+            let ack = store.append(event).await?;
+            Ok(json_response(StatusCode::OK, &ack_json(&ack)))
+        }
+        ["api", "v1", "events", "batch"] => {
+            allow(&Method::POST)?;
+            let ndjson = content_type(&request).starts_with("application/x-ndjson");
+            let body = read_body(request, limits, &["application/json", "application/x-ndjson"]).await?;
+            let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+            let events = if ndjson { parse_ndjson(text)? } else { parse_batch_json(text)? };
+            let total = events.len();
+            let acks = store.append_batch(events).await?;
+            let body = json!({
+                "total": total,
+                "ingested": acks.len(),
+                "events": acks.iter().map(ack_json).collect::<Vec<_>>(),
+            });
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        ["api", "v1", "events", "query"] => {
+            allow(&Method::GET)?;
+            let query = params.query()?;
+            let result = store.query(&query).await?;
+            let events: Vec<Value> = result.events.iter().map(|e| e.to_json()).collect();
+            Ok(json_response(StatusCode::OK, &json!({"count": events.len(), "has_more": result.has_more, "events": events})))
+        }
+        ["api", "v1", "events", id] => {
+            allow(&Method::GET)?;
+            let id: uuid::Uuid = id.parse().map_err(|_| ApiError::bad_request(format!("{id:?} is not a UUID")))?;
+            let tenant = params.tenant()?;
+            match store.get(&tenant, &id) {
+                Some(event) => Ok(json_response(StatusCode::OK, &json!({"event": event.to_json(), "found": true}))),
+                None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no event {id}"))),
+            }
+        }
+        ["api", "v1", "entities", entity_id, "state"] => {
+            allow(&Method::GET)?;
+            let tenant = params.tenant()?;
+            let entity_id = percent_decode(entity_id);
+            let as_of = params.timestamp("as_of")?;
+            match store.entity_state(&tenant, &entity_id, as_of) {
+                Some(s) => Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "entity_id": s.entity_id,
+                        "current_state": s.state,
+                        "event_count": s.event_count,
+                        "version": s.version,
+                        "last_updated": format_rfc3339_us(s.last_updated_us),
+                    }),
+                )),
+                None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("entity {entity_id:?} has no events"))),
+            }
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}"))),
+    }
+}
+
+fn health(store: &Store) -> Response<Body> {
+    let shards: Vec<Value> = store
+        .status()
+        .into_iter()
+        .map(|s| json!({"shard": s.shard, "events": s.events, "healthy": s.failure.is_none(), "failure": s.failure}))
+        .collect();
+    let healthy = shards.iter().all(|s| s["healthy"] == json!(true));
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json_response(status, &json!({"status": if healthy { "healthy" } else { "degraded" }, "shards": shards}))
+}
+
+fn content_type(request: &Request<Incoming>) -> String {
+    request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase()
+}
+
+async fn read_body(request: Request<Incoming>, limits: &HttpLimits, accepted: &[&str]) -> Result<Bytes, ApiError> {
+    let kind = content_type(&request);
+    // A missing content type is taken as JSON (curl -d sends form encoding, which we reject by name).
+    if !kind.is_empty() && !accepted.iter().any(|a| kind.starts_with(a)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("content type {kind:?}; expected one of {accepted:?}"),
+        ));
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over the limit of {} bytes", limits.max_body_bytes),
+        )
+    };
+    let declared = request.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), limits.max_body_bytes).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
+    }
+}
+
+fn parse_batch_json(text: &str) -> Result<Vec<NewEvent>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Batch<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a serde_json::value::RawValue>,
+    }
+    let batch: Batch =
+        serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("expected {{\"events\": [...]}}: {e}")))?;
+    batch.events.iter().enumerate().map(|(i, raw)| parse_event_json(raw.get()).map_err(|e| e.at(i).into())).collect()
+}
+
+fn parse_ndjson(text: &str) -> Result<Vec<NewEvent>, ApiError> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| parse_event_json(line).map_err(|e| e.at(i).into()))
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    form_urlencoded::parse(format!("x={text}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+/// Query-string parameters.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: Option<&str>) -> Params {
+        Params(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn tenant(&self) -> Result<String, ApiError> {
+        let tenant = self.get("tenant_id").unwrap_or(DEFAULT_TENANT);
+        crate::event::validate_tenant(tenant).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(tenant.to_string())
+    }
+
+    fn timestamp(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => parse_timestamp_us(v)
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("{name}: {v:?} is not RFC 3339 or microseconds"))),
+        }
+    }
+
+    fn number(&self, name: &str) -> Result<Option<usize>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| ApiError::bad_request(format!("{name}: {v:?} is not a number"))),
+        }
+    }
+
+    fn query(&self) -> Result<Query, ApiError> {
+        const KNOWN: [&str; 11] = [
+            "tenant_id", "entity_id", "event_type", "event_type_prefix", "since", "until", "as_of", "limit", "offset",
+            "order", "type",
+        ];
+        if let Some((unknown, _)) = self.0.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
+            return Err(ApiError::bad_request(format!("unknown query parameter {unknown:?}")));
+        }
+        let mut query = Query::tenant(self.tenant()?);
+        query.entity_id = self.get("entity_id").map(str::to_string);
+        match (self.get("event_type").or(self.get("type")), self.get("event_type_prefix")) {
+            (Some(_), Some(_)) => return Err(ApiError::bad_request("give event_type or event_type_prefix, not both")),
+            (Some(t), None) => query = query.event_type(t),
+            (None, Some(p)) => query = query.event_type_prefix(p),
+            (None, None) => {}
+        }
+        query.since_us = self.timestamp("since")?;
+        query.until_us = self.timestamp("until")?;
+        query.as_of_us = self.timestamp("as_of")?;
+        query.limit = self.number("limit")?;
+        query.offset = self.number("offset")?.unwrap_or(0);
+        query.order = match self.get("order") {
+            None | Some("asc") => Order::Asc,
+            Some("desc") => Order::Desc,
+            Some(other) => return Err(ApiError::bad_request(format!("order: {other:?} is not asc or desc"))),
+        };
+        Ok(query)
+    }
+}

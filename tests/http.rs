@@ -1,0 +1,116 @@
+//! The HTTP API, against a real server on an ephemeral loopback port.
+
+mod common;
+
+use common::http::{get, post_json, request};
+use serde_json::json;
+use tidelog::server::{HttpLimits, Server, ServerConfig};
+use tidelog::Store;
+
+fn start(dir: &std::path::Path, max_body_bytes: usize) -> (Store, Server) {
+    let store = common::open(dir, 2, 0);
+    let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: HttpLimits { max_body_bytes } };
+    let server = Server::start(&store, config).expect("server starts");
+    (store, server)
+}
+
+#[test]
+fn routes_and_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, server) = start(dir.path(), 1 << 20);
+    let addr = server.local_addr();
+
+    let r = post_json(addr, "/api/v1/events", &json!({"event_type":"user.created","entity_id":"u1","payload":{"name":"Ada"}}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let created = r.json();
+    assert_eq!(created["version"], 1);
+    let id = created["event_id"].as_str().unwrap().to_string();
+    assert!(created["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    let r = post_json(addr, "/api/v1/events/batch", &json!({"events": [
+        {"event_type":"user.renamed","entity_id":"u1","payload":{"name":"Ada L."},"expected_version":1},
+        {"event_type":"user.created","entity_id":"u2","payload":{"name":"Bob"},"tenant_id":"acme"},
+    ]}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((r.json()["total"].clone(), r.json()["ingested"].clone()), (json!(2), json!(2)));
+
+    let ndjson = "{\"event_type\":\"m\",\"entity_id\":\"s1\",\"payload\":1}\n{\"event_type\":\"m\",\"entity_id\":\"s2\",\"payload\":2}\n";
+    let r = request(addr, "POST", "/api/v1/events/batch", Some("application/x-ndjson"), ndjson.as_bytes());
+    assert_eq!((r.status, r.json()["ingested"].clone()), (200, json!(2)), "{}", r.body);
+
+    let r = get(addr, "/api/v1/events/query?entity_id=u1&order=desc&limit=1");
+    let page = r.json();
+    assert_eq!((page["count"].clone(), page["has_more"].clone()), (json!(1), json!(true)));
+    let latest = &page["events"][0];
+    assert_eq!((latest["version"].clone(), latest["payload"]["name"].clone()), (json!(2), json!("Ada L.")));
+    for key in ["id", "tenant_id", "entity_id", "event_type", "payload", "metadata", "timestamp", "version"] {
+        assert!(latest.get(key).is_some(), "event has {key}");
+    }
+    let r = get(addr, "/api/v1/events/query?event_type_prefix=user.&limit=10");
+    assert_eq!(r.json()["count"], 2, "the default tenant only");
+
+    let r = get(addr, &format!("/api/v1/events/{id}"));
+    assert_eq!((r.status, r.json()["found"].clone()), (200, json!(true)));
+    assert_eq!(get(addr, &format!("/api/v1/events/{id}?tenant_id=acme")).status, 404, "tenant-scoped");
+
+    let r = get(addr, "/api/v1/entities/u1/state");
+    let state = r.json();
+    assert_eq!((state["version"].clone(), state["current_state"].clone()), (json!(2), json!({"name":"Ada L."})));
+    assert_eq!(get(addr, "/api/v1/entities/nobody/state").status, 404);
+
+    let r = get(addr, "/health");
+    assert_eq!((r.status, r.json()["status"].clone()), (200, json!("healthy")));
+
+    server.shutdown();
+    store.close().unwrap();
+    // A restart shows every acknowledged event.
+    let (store, server) = start(dir.path(), 1 << 20);
+    let r = get(server.local_addr(), &format!("/api/v1/events/{id}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(get(server.local_addr(), "/api/v1/events/query?limit=100").json()["count"], 4, "default tenant");
+    assert_eq!(get(server.local_addr(), "/api/v1/events/query?tenant_id=acme").json()["count"], 1);
+    server.shutdown();
+    store.close().unwrap();
+}
+
+#[test]
+fn errors_have_codes_and_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, server) = start(dir.path(), 4096);
+    let addr = server.local_addr();
+    let error = |r: &common::http::Reply| r.json()["error"].as_str().unwrap().to_string();
+
+    let r = request(addr, "POST", "/api/v1/events", Some("application/json"), b"{not json");
+    assert_eq!((r.status, error(&r)), (400, "invalid_event".into()));
+    let r = post_json(addr, "/api/v1/events", &json!({"event_type":"t","entity_id":"","payload":1}));
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"].as_str().unwrap().contains("entity_id"), "{}", r.body);
+
+    // One bad event rejects the batch, naming its index and field; nothing is written.
+    let r = post_json(addr, "/api/v1/events/batch", &json!({"events": [
+        {"event_type":"t","entity_id":"a","payload":1},
+        {"event_type":"t","entity_id":"b","payload":1,"timestamp":"not a time"},
+    ]}));
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"].as_str().unwrap().contains("events[1].timestamp"), "{}", r.body);
+    assert_eq!(get(addr, "/api/v1/events/query").json()["count"], 0);
+
+    let r = post_json(addr, "/api/v1/events", &json!({"event_type":"t","entity_id":"a","payload":1,"expected_version":3}));
+    assert_eq!((r.status, error(&r)), (409, "version_conflict".into()));
+    assert_eq!((r.json()["expected_version"].clone(), r.json()["current_version"].clone()), (json!(3), json!(0)));
+
+    let r = request(addr, "POST", "/api/v1/events", Some("application/json"), &vec![b' '; 5000]);
+    assert_eq!((r.status, error(&r)), (413, "payload_too_large".into()));
+    let r = request(addr, "POST", "/api/v1/events", Some("text/plain"), b"{}");
+    assert_eq!(r.status, 415);
+    assert_eq!(request(addr, "DELETE", "/api/v1/events", None, b"").status, 405);
+    assert_eq!(get(addr, "/api/v1/nothing").status, 404);
+    assert_eq!(get(addr, "/api/v1/events/not-a-uuid").status, 400);
+    assert_eq!(get(addr, &format!("/api/v1/events/{}", uuid::Uuid::now_v7())).status, 404);
+    for bad in ["limit=abc", "order=sideways", "since=yesterday", "bogus=1", "limit=999999", "tenant_id=a%20b"] {
+        let r = get(addr, &format!("/api/v1/events/query?{bad}"));
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    server.shutdown();
+    store.close().unwrap();
+}
