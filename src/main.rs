@@ -275,7 +275,8 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn serve(store: &Store, listen: std::net::SocketAddr, max_body_bytes: usize, format: LogFormat) -> Result<(), String> {
-    let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     match format {
         LogFormat::Human => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),

@@ -19,23 +19,34 @@ impl Reply {
 }
 
 pub fn request(addr: SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    try_request(addr, method, path, content_type, body).unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"))
+}
+
+/// The reply, or None when the connection fails or closes without a whole answer.
+pub fn try_request(addr: SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Option<Reply> {
+    let mut stream = TcpStream::connect(addr).ok()?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(head.as_bytes()).ok()?;
     // The server may answer (413) and close before reading a large body: a failed write is fine then.
     let _ = stream.write_all(body);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let (head, body) = text.split_once("\r\n\r\n")?;
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    Reply { status, headers, body: body.to_string() }
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    // A body cut short (the server died mid-answer) is no answer.
+    let length = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok());
+    if length.is_some_and(|n: usize| n != body.len()) {
+        return None;
+    }
+    Some(Reply { status, headers, body: body.to_string() })
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Reply {
