@@ -14,7 +14,7 @@ use crate::config::StoreConfig;
 use crate::error::Error;
 use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
 use crate::meta::{self, DirLock};
-use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult};
+use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult, TenantStats};
 use crate::shard::{run_shard, shard_for, LocalTaskFactory, ShardContext, ShardMsg, ShardShared};
 use crate::wal::fault::FaultyStorage;
 use crate::wal::io::DmaStorage;
@@ -43,6 +43,8 @@ pub struct ShardStatus {
     pub wal_bytes: u64,
     pub fsyncs: u64,
     pub failure: Option<String>,
+    /// Messages waiting in the shard's inbox.
+    pub queue_depth: usize,
 }
 
 struct ShardHandle {
@@ -176,11 +178,27 @@ impl Store {
         Ok(self.append_batch(vec![event]).await?.pop().expect("one ack per event"))
     }
 
+    /// Like [`Store::append`], but fails with [`Error::Overloaded`] instead of waiting when the owning
+    /// shard's queue is full (a server answers 503 rather than holding requests in memory).
+    pub async fn try_append(&self, event: NewEvent) -> Result<AppendAck, Error> {
+        Ok(self.try_append_batch(vec![event]).await?.pop().expect("one ack per event"))
+    }
+
+    /// Like [`Store::append_batch`], but fails with [`Error::Overloaded`] instead of waiting when a shard
+    /// it needs has a full queue. Nothing is sent to any shard then.
+    pub async fn try_append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<AppendAck>, Error> {
+        self.append_admitted(events, true).await
+    }
+
     /// Appends a batch. Invalid input rejects the whole batch before anything is written. Each shard's
     /// part is written in one WAL write and becomes visible all at once. A version or id conflict rejects
     /// the whole batch, also when it spans shards (expected versions and ids are then checked on every
     /// shard before any shard writes). Acks come back in the batch's order.
     pub async fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<AppendAck>, Error> {
+        self.append_admitted(events, false).await
+    }
+
+    async fn append_admitted(&self, events: Vec<NewEvent>, fail_fast: bool) -> Result<Vec<AppendAck>, Error> {
         validate_batch(&events, &self.inner.config.limits)?;
         let n = self.shard_count();
         let total = events.len();
@@ -200,6 +218,13 @@ impl Store {
             parts[shard].push((index, event));
         }
         let shards_involved = parts.iter().filter(|p| !p.is_empty()).count();
+        if fail_fast {
+            // Checked for every shard before anything is sent, so a refused batch leaves no part behind.
+            let full = (0..n).find(|&s| !parts[s].is_empty() && self.inner.shards[s].inbox.is_full());
+            if let Some(shard) = full {
+                return Err(Error::Overloaded { shard: shard as u32 });
+            }
+        }
         let checked = |e: &NewEvent| e.expected_version.is_some() || e.id.is_some();
         if shards_involved > 1 && parts.iter().flatten().any(|(_, e)| checked(e)) {
             return self.append_prepared(parts, total).await;
@@ -241,6 +266,33 @@ impl Store {
         drop(sending);
         guard.shards.clear();
         collect_acks(replies, total).await
+    }
+
+    /// Counts of one tenant's acknowledged events, over all shards.
+    pub async fn tenant_stats(&self, tenant_id: &str) -> Result<TenantStats, Error> {
+        validate_tenant(tenant_id).map_err(|e| QueryError::Tenant(e.reason))?;
+        let mut replies = Vec::new();
+        for shard in 0..self.shard_count() {
+            let (reply, rx) = oneshot::channel();
+            self.send(shard, ShardMsg::TenantStats { tenant_id: tenant_id.to_string(), reply }).await?;
+            replies.push(rx);
+        }
+        let mut total = TenantStats::default();
+        for rx in replies {
+            total.merge(rx.await.map_err(|_| Error::Closed)?);
+        }
+        Ok(total)
+    }
+
+    /// The latency histograms of a shard (a copy).
+    pub fn shard_latency(&self, shard: usize) -> crate::shard::ShardLatency {
+        let latency = self.inner.shards[shard].shared.stats.latency.lock().unwrap();
+        crate::shard::ShardLatency {
+            append_ns: latency.append_ns.clone(),
+            fsync_ns: latency.fsync_ns.clone(),
+            query_ns: latency.query_ns.clone(),
+            events_per_fsync: latency.events_per_fsync.clone(),
+        }
     }
 
     /// Runs `make(shard)` as a task on every shard's executor (the future is built there, so it need not
@@ -327,6 +379,7 @@ impl Store {
                     wal_bytes: stats.wal_bytes.load(Ordering::Relaxed),
                     fsyncs: stats.fsyncs.load(Ordering::Relaxed),
                     failure: s.shared.failure().map(str::to_string),
+                    queue_depth: s.inbox.len(),
                 }
             })
             .collect()

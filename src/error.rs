@@ -29,6 +29,8 @@ pub enum Error {
         /// The failure was ENOSPC.
         disk_full: bool,
     },
+    #[error("shard {shard} has a full queue; retry later")]
+    Overloaded { shard: u32 },
     #[error("the store is closed")]
     Closed,
     #[error(transparent)]

@@ -31,5 +31,5 @@ pub use config::StoreConfig;
 pub use coordinator::{AppendAck, ShardStatus, Store};
 pub use error::Error;
 pub use event::{NewEvent, StoredEvent, DEFAULT_TENANT};
-pub use query::{EntityState, Order, Query, QueryResult, TypeFilter};
+pub use query::{EntityState, Order, Query, QueryResult, TenantStats, TypeFilter};
 pub use wal::{FsyncMode, MidLogCorruption, RecoveryReport};

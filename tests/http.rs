@@ -61,6 +61,31 @@ fn routes_and_shapes() {
     let r = get(addr, "/health");
     assert_eq!((r.status, r.json()["status"].clone()), (200, json!("healthy")));
 
+    // Stats are per tenant.
+    let stats = get(addr, "/api/v1/stats").json();
+    assert_eq!((stats["total_events"].clone(), stats["total_entities"].clone()), (json!(4), json!(3)), "{stats}");
+    assert_eq!(stats["event_types"], json!({"m": 2, "user.created": 1, "user.renamed": 1}));
+    let acme = get(addr, "/api/v1/stats?tenant_id=acme").json();
+    assert_eq!((acme["total_events"].clone(), acme["event_types"].clone()), (json!(1), json!({"user.created": 1})));
+
+    // Prometheus metrics: counters per shard and latency quantiles from the shards' histograms.
+    let r = get(addr, "/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let appended: f64 = r
+        .body
+        .lines()
+        .filter(|l| l.starts_with("tidelog_events_appended_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(appended, 5.0, "{}", r.body);
+    for family in ["tidelog_fsyncs_total", "tidelog_queue_depth", "tidelog_shard_healthy"] {
+        assert!(r.body.contains(&format!("# TYPE {family} ")), "{family} missing");
+    }
+    assert!(r.body.contains("tidelog_append_latency_seconds{shard=\"0\",quantile=\"0.99\"}"));
+    assert!(r.body.contains("tidelog_fsync_latency_seconds_count{shard=\"1\"}"));
+    assert!(r.body.contains("# TYPE tidelog_events_per_fsync summary"));
+
     server.shutdown();
     store.close().unwrap();
     // A restart shows every acknowledged event.

@@ -245,3 +245,33 @@ fn concurrent_cross_shard_batches_and_plain_appends_keep_versions_exact() {
     assert_eq!(stored, acked_sorted, "stored events are exactly the acknowledged ones");
     store.close().unwrap();
 }
+
+#[test]
+fn a_full_shard_queue_refuses_try_append_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path(), 1, 100);
+    config.queue_capacity = 2;
+    let store = tidelog::Store::open(config).unwrap();
+    // Block the shard's executor so its inbox cannot drain.
+    block_on(store.spawn_on(0, |_| async { std::thread::sleep(std::time::Duration::from_millis(700)) })).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let waiting: Vec<_> = (0..2)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || block_on(store.append(event("t", &format!("w{i}"), "x", i))).unwrap())
+        })
+        .collect();
+    while store.status()[0].queue_depth < 2 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let err = block_on(store.try_append_batch(vec![event("t", "refused", "x", 0)])).unwrap_err();
+    assert!(matches!(err, tidelog::Error::Overloaded { shard: 0 }), "{err}");
+    for w in waiting {
+        w.join().unwrap();
+    }
+    // Once the shard drains, the queued appends are done and the refused one was never written.
+    assert!(block_on(store.query(&Query::tenant("t").entity("refused"))).unwrap().events.is_empty());
+    assert_eq!(store.status()[0].events, 2);
+    assert_eq!(block_on(store.try_append(event("t", "later", "x", 0))).unwrap().version, 1);
+    store.close().unwrap();
+}

@@ -133,6 +133,24 @@ pub struct QueryResult {
     pub has_more: bool,
 }
 
+/// Counts of one tenant's events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantStats {
+    pub events: u64,
+    pub entities: u64,
+    pub event_types: std::collections::BTreeMap<String, u64>,
+}
+
+impl TenantStats {
+    pub fn merge(&mut self, other: TenantStats) {
+        self.events += other.events;
+        self.entities += other.entities;
+        for (event_type, n) in other.event_types {
+            *self.event_types.entry(event_type).or_default() += n;
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
     #[error("limit {limit} is over the maximum of {max}")]

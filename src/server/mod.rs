@@ -3,6 +3,7 @@
 //! store's channels; there is no second runtime.
 
 mod compat;
+mod metrics;
 mod routes;
 
 use std::cell::{Cell, RefCell};

@@ -73,7 +73,7 @@ impl From<Error> for ApiError {
             Error::ShardFailed { disk_full: true, .. } => {
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", message)
             }
-            Error::ShardFailed { .. } | Error::Closed => {
+            Error::ShardFailed { .. } | Error::Closed | Error::Overloaded { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
             Error::Query(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message),
@@ -122,12 +122,32 @@ async fn route(store: &Store, limits: &HttpLimits, request: Request<Incoming>) -
             allow(&Method::GET)?;
             Ok(health(store))
         }
+        ["metrics"] => {
+            allow(&Method::GET)?;
+            let mut response = Response::new(Full::new(Bytes::from(super::metrics::render(store))));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            Ok(response)
+        }
+        ["api", "v1", "stats"] => {
+            allow(&Method::GET)?;
+            let tenant = params.tenant()?;
+            let stats = store.tenant_stats(&tenant).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "tenant_id": tenant,
+                    "total_events": stats.events,
+                    "total_entities": stats.entities,
+                    "event_types": stats.event_types,
+                }),
+            ))
+        }
         ["api", "v1", "events"] => {
             allow(&Method::POST)?;
             let body = read_body(request, limits, &["application/json"]).await?;
             let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
             let event = parse_event_json(text)?;
-            let ack = store.append(event).await?;
+            let ack = store.try_append(event).await?;
             Ok(json_response(StatusCode::OK, &ack_json(&ack)))
         }
         ["api", "v1", "events", "batch"] => {
@@ -137,7 +157,7 @@ async fn route(store: &Store, limits: &HttpLimits, request: Request<Incoming>) -
             let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
             let events = if ndjson { parse_ndjson(text)? } else { parse_batch_json(text)? };
             let total = events.len();
-            let acks = store.append_batch(events).await?;
+            let acks = store.try_append_batch(events).await?;
             let body = json!({
                 "total": total,
                 "ingested": acks.len(),

@@ -21,7 +21,7 @@ use super::shared::ShardShared;
 use crate::coordinator::AppendAck;
 use crate::error::Error;
 use crate::event::{Event, NewEvent, StoredEvent};
-use crate::query::Query;
+use crate::query::{Query, TenantStats};
 use crate::wal::io::{WalFile, WalStorage};
 use crate::wal::record::append_frame;
 use crate::wal::recovery::{recover, MidLogCorruption, RecoveryReport};
@@ -41,6 +41,8 @@ pub(crate) enum ShardMsg {
     Commit { txn: u64, reply: AppendReply },
     Abort { txn: u64 },
     Query { query: Query, want: usize, reply: oneshot::Sender<Vec<StoredEvent>> },
+    /// Counts of one tenant's acknowledged events on this shard.
+    TenantStats { tenant_id: String, reply: oneshot::Sender<TenantStats> },
     /// Run a task on this shard's executor (the HTTP front end lives there).
     Spawn(LocalTaskFactory),
     /// Flush, fdatasync, stop.
@@ -66,6 +68,7 @@ pub(crate) struct ShardContext {
 struct Waiter {
     acks: Vec<(usize, AppendAck)>,
     reply: AppendReply,
+    accepted: std::time::Instant,
 }
 
 /// Records accepted but not yet handed to the WAL.
@@ -106,7 +109,12 @@ impl Core {
     /// Makes acknowledged positions visible, then answers their waiters (so a caller reads its writes).
     fn release(&mut self, waiters: Vec<Waiter>) {
         self.shared.publish(self.commit.acked());
+        if waiters.is_empty() {
+            return;
+        }
+        let mut latency = self.shared.stats.latency.lock().unwrap();
         for waiter in waiters {
+            latency.append_ns.saturating_record(waiter.accepted.elapsed().as_nanos() as u64);
             let _ = waiter.reply.send(Ok(waiter.acks));
         }
     }
@@ -118,6 +126,22 @@ impl Core {
         for waiter in self.commit.drain_all() {
             let _ = waiter.reply.send(Err(self.failed_error().expect("just failed")));
         }
+    }
+
+    fn tenant_stats(&self, tenant_id: &str) -> TenantStats {
+        let mut stats = self.index.tenant_stats(tenant_id);
+        // The index also holds accepted events that are not acknowledged yet: take them off.
+        for position in self.shared.visible_position() + 1..self.next_position {
+            if let Some(event) = self.shared.get_any(position).filter(|e| e.tenant_id() == tenant_id) {
+                stats.events -= 1;
+                if let Some(n) = stats.event_types.get_mut(event.event_type()) {
+                    *n -= 1;
+                }
+            }
+        }
+        stats.event_types.retain(|_, n| *n > 0);
+        stats.entities = self.shared.entity_count(tenant_id);
+        stats
     }
 
     fn now_us(&mut self) -> i64 {
@@ -171,7 +195,8 @@ impl Core {
             acks.push((index, ack));
         }
         self.shared.stats.events_appended.fetch_add(written as u64, Ordering::Relaxed);
-        if let Some(waiter) = self.commit.wait(wait_for, Waiter { acks, reply }) {
+        let waiter = Waiter { acks, reply, accepted: std::time::Instant::now() };
+        if let Some(waiter) = self.commit.wait(wait_for, waiter) {
             let _ = waiter.reply.send(Ok(waiter.acks));
         }
     }
@@ -413,7 +438,13 @@ async fn acceptor(
                 ShardMsg::Abort { txn } => core.borrow_mut().finish(txn, None),
                 ShardMsg::Query { query, want, reply } => {
                     let core = core.borrow();
-                    let _ = reply.send(core.index.query(&core.shared, &query, want));
+                    let started = std::time::Instant::now();
+                    let events = core.index.query(&core.shared, &query, want);
+                    core.shared.stats.record_query(started.elapsed());
+                    let _ = reply.send(events);
+                }
+                ShardMsg::TenantStats { tenant_id, reply } => {
+                    let _ = reply.send(core.borrow().tenant_stats(&tenant_id));
                 }
                 ShardMsg::Close { reply } => {
                     core.borrow_mut().closing = true;
@@ -482,11 +513,12 @@ async fn writer_task<S: WalStorage>(
             let released = core.borrow_mut().commit.on_written(pending.last_position);
             core.borrow_mut().release(released);
             if core.borrow().commit.mode() == FsyncMode::Always {
+                let (started, synced_before) = (std::time::Instant::now(), core.borrow().commit.synced());
                 if let Err(e) = wal.sync().await {
                     core.borrow_mut().fail(&e);
                     break;
                 }
-                shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                shared.stats.record_fsync(started.elapsed(), pending.last_position - synced_before);
                 let released = core.borrow_mut().commit.on_synced(pending.last_position);
                 core.borrow_mut().release(released);
             }
@@ -526,10 +558,11 @@ async fn syncer_task<F: WalFile>(core: Rc<RefCell<Core>>, current_file: CurrentF
             (core.commit.written(), current_file.borrow().clone())
         };
         let Some((file, path)) = file else { continue };
+        let (started, synced_before) = (std::time::Instant::now(), core.borrow().commit.synced());
         match file.fdatasync().await {
             Ok(()) => {
                 let mut core = core.borrow_mut();
-                core.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                core.shared.stats.record_fsync(started.elapsed(), target.saturating_sub(synced_before));
                 let released = core.commit.on_synced(target);
                 core.release(released);
             }

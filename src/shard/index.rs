@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 
 use super::shared::{entity_key, ShardShared};
 use crate::event::StoredEvent;
-use crate::query::{Merged, Order, Query, TypeFilter};
+use crate::query::{Merged, Order, Query, TenantStats, TypeFilter};
 
 type TimeIndex = BTreeSet<(i64, u64)>;
 
@@ -32,6 +32,18 @@ impl LocalIndex {
             Some(index) => index.insert(key),
             None => self.by_type.entry(scratch.as_str().into()).or_default().insert(key),
         };
+    }
+
+    /// Counts of a tenant's events (accepted, acknowledged or not) by type.
+    pub fn tenant_stats(&self, tenant_id: &str) -> TenantStats {
+        let prefix = entity_key(tenant_id, "");
+        let event_types: std::collections::BTreeMap<String, u64> = self
+            .by_type
+            .range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+            .map(|(k, index)| (k[prefix.len()..].to_string(), index.len() as u64))
+            .collect();
+        TenantStats { events: event_types.values().sum(), event_types, entities: 0 }
     }
 
     /// Events matching `query` (which has no entity), visible ones only, sorted in the query's order, at

@@ -6,7 +6,7 @@ mod shared;
 
 pub(crate) use actor::ShardContext;
 pub(crate) use actor::{run_shard, LocalTaskFactory, ShardMsg};
-pub use shared::{entity_key, EntityEntry, ShardShared, ShardStats};
+pub use shared::{entity_key, EntityEntry, ShardLatency, ShardShared, ShardStats};
 
 use xxhash_rust::xxh3::Xxh3;
 

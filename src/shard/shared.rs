@@ -32,6 +32,41 @@ pub struct ShardStats {
     pub wal_writes: AtomicU64,
     pub wal_bytes: AtomicU64,
     pub fsyncs: AtomicU64,
+    /// Recorded on the shard's thread (queries also on the calling thread); read by metrics.
+    pub latency: std::sync::Mutex<ShardLatency>,
+}
+
+/// Latency distributions of one shard.
+#[derive(Debug)]
+pub struct ShardLatency {
+    /// From the shard accepting an append to its acknowledgement, ns.
+    pub append_ns: hdrhistogram::Histogram<u64>,
+    pub fsync_ns: hdrhistogram::Histogram<u64>,
+    pub query_ns: hdrhistogram::Histogram<u64>,
+    /// Events made durable by one fdatasync (group commit size).
+    pub events_per_fsync: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for ShardLatency {
+    fn default() -> ShardLatency {
+        let h = || hdrhistogram::Histogram::new_with_bounds(1, 100_000_000_000, 2).expect("valid bounds");
+        ShardLatency { append_ns: h(), fsync_ns: h(), query_ns: h(), events_per_fsync: h() }
+    }
+}
+
+impl ShardStats {
+    pub(crate) fn record_fsync(&self, elapsed: std::time::Duration, events: u64) {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let mut latency = self.latency.lock().unwrap();
+        latency.fsync_ns.saturating_record(elapsed.as_nanos() as u64);
+        if events > 0 {
+            latency.events_per_fsync.saturating_record(events);
+        }
+    }
+
+    pub(crate) fn record_query(&self, elapsed: std::time::Duration) {
+        self.latency.lock().unwrap().query_ns.saturating_record(elapsed.as_nanos() as u64);
+    }
 }
 
 /// Positions per entry of the events map. Positions are dense, so keying the map by chunk keeps it small
@@ -110,6 +145,16 @@ impl ShardShared {
     pub fn event_count(&self) -> u64 {
         let last = self.recovered_last_position.load(Ordering::Acquire);
         self.recovered_count.load(Ordering::Acquire) + self.visible_position().saturating_sub(last)
+    }
+
+    /// Entities of a tenant that have visible events on this shard.
+    pub fn entity_count(&self, tenant_id: &str) -> u64 {
+        let prefix = entity_key(tenant_id, "");
+        let visible = self.visible_position();
+        self.by_entity
+            .iter()
+            .filter(|e| e.key().starts_with(prefix.as_str()) && e.value().positions.first().is_some_and(|&p| p <= visible))
+            .count() as u64
     }
 
     /// Called once recovery has inserted every recovered event.
@@ -195,6 +240,13 @@ impl ShardShared {
 
     /// An entity's events matching `query`, sorted in its order, at most `want` of them.
     pub fn entity_query(&self, query: &Query, entity_id: &str, want: usize) -> Vec<StoredEvent> {
+        let started = std::time::Instant::now();
+        let events = self.entity_query_inner(query, entity_id, want);
+        self.stats.record_query(started.elapsed());
+        events
+    }
+
+    fn entity_query_inner(&self, query: &Query, entity_id: &str, want: usize) -> Vec<StoredEvent> {
         let (positions, ts_sorted) = self.entity_positions(&query.tenant_id, entity_id);
         let fetch = |p: &u64| self.get_any(*p);
         if ts_sorted {
