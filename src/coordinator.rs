@@ -90,9 +90,10 @@ impl Store {
         let mut executors = Vec::with_capacity(meta.shards);
         let mut recovered = Vec::with_capacity(meta.shards);
         let mut failure = None;
+        let published = Arc::new(event_listener::Event::new());
         for k in 0..meta.shards {
             let (inbox, inbox_rx) = flume::bounded(config.queue_capacity);
-            let shared = Arc::new(ShardShared::new(k as u32));
+            let shared = Arc::new(ShardShared::new(k as u32, published.clone()));
             let ctx = ShardContext {
                 shared: shared.clone(),
                 wal_dir: dir.join(format!("shard-{k}")).join("wal"),
@@ -282,6 +283,11 @@ impl Store {
             total.merge(rx.await.map_err(|_| Error::Closed)?);
         }
         Ok(total)
+    }
+
+    /// A shard's readable state (for streams and tools).
+    pub fn shard(&self, shard: usize) -> &ShardShared {
+        &self.inner.shards[shard].shared
     }
 
     /// The latency histograms of a shard (a copy).

@@ -5,6 +5,7 @@
 mod compat;
 mod metrics;
 mod routes;
+mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -78,7 +79,7 @@ impl Server {
 
 /// A stop flag local to one shard that connection futures can wait on.
 #[derive(Default)]
-struct Stop {
+pub(crate) struct Stop {
     stopped: Cell<bool>,
     /// The waker of each open connection, by connection number.
     wakers: RefCell<HashMap<u64, Waker>>,
@@ -143,9 +144,10 @@ async fn serve_connection(stream: glommio::net::TcpStream, store: Store, limits:
     stop.next_connection.set(id + 1);
     stop.wakers.borrow_mut().insert(id, Waker::noop().clone());
     let _ = stream.set_nodelay(true);
+    let handler_stop = stop.clone();
     let service = service_fn(move |request| {
-        let (store, limits) = (store.clone(), limits.clone());
-        async move { Ok::<_, std::convert::Infallible>(routes::handle(&store, &limits, request).await) }
+        let (store, limits, stop) = (store.clone(), limits.clone(), handler_stop.clone());
+        async move { Ok::<_, std::convert::Infallible>(routes::handle(&store, &limits, &stop, request).await) }
     });
     // hyper's header read timeout needs a Send timer, which glommio's are not; without one hyper skips it.
     let conn = http1::Builder::new().serve_connection(compat::Stream(stream), service);

@@ -11,9 +11,16 @@ use serde_json::{json, Value};
 use crate::event::{parse_event_json, NewEvent, ValidationError};
 use crate::query::{Order, Query};
 use crate::time::{format_rfc3339_us, parse_timestamp_us};
+use super::{stream, Stop};
 use crate::{AppendAck, Error, Store, DEFAULT_TENANT};
+use std::rc::Rc;
 
-pub type Body = Full<Bytes>;
+/// Response bodies: whole (JSON) or streamed (SSE). Not Send: bodies live on the shard that serves them.
+pub type Body = std::pin::Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = std::convert::Infallible>>>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Box::pin(Full::new(bytes.into()))
+}
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -34,7 +41,7 @@ impl ApiError {
         ApiError { status, code, message: message.into(), extra: Value::Null }
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
@@ -83,7 +90,7 @@ impl From<Error> for ApiError {
 }
 
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut response = Response::new(full(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
@@ -98,14 +105,19 @@ fn ack_json(ack: &AppendAck) -> Value {
 }
 
 /// Routes one request.
-pub async fn handle(store: &Store, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
-    match route(store, limits, request).await {
+pub async fn handle(store: &Store, limits: &HttpLimits, stop: &Rc<Stop>, request: Request<Incoming>) -> Response<Body> {
+    match route(store, limits, stop, request).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn route(store: &Store, limits: &HttpLimits, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route(
+    store: &Store,
+    limits: &HttpLimits,
+    stop: &Rc<Stop>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = request.method().clone();
@@ -124,7 +136,7 @@ async fn route(store: &Store, limits: &HttpLimits, request: Request<Incoming>) -
         }
         ["metrics"] => {
             allow(&Method::GET)?;
-            let mut response = Response::new(Full::new(Bytes::from(super::metrics::render(store))));
+            let mut response = Response::new(full(super::metrics::render(store)));
             response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
             Ok(response)
         }
@@ -164,6 +176,20 @@ async fn route(store: &Store, limits: &HttpLimits, request: Request<Incoming>) -
                 "events": acks.iter().map(ack_json).collect::<Vec<_>>(),
             });
             Ok(json_response(StatusCode::OK, &body))
+        }
+        ["api", "v1", "events", "stream"] => {
+            allow(&Method::GET)?;
+            let filter = stream::Filter {
+                tenant_id: params.tenant()?,
+                entity_id: params.get("entity_id").map(str::to_string),
+                event_type_prefix: params.get("event_type_prefix").map(str::to_string),
+            };
+            let resume = request.headers().get("last-event-id").and_then(|v| v.to_str().ok());
+            let cursor = match resume {
+                Some(text) => stream::Cursor::parse(text, store.shard_count())?,
+                None => stream::Cursor::start(store.shard_count()),
+            };
+            Ok(stream::response(store.clone(), filter, cursor, stop.clone()))
         }
         ["api", "v1", "events", "query"] => {
             allow(&Method::GET)?;

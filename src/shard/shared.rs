@@ -85,6 +85,8 @@ pub struct ShardShared {
     by_id: DashMap<Uuid, u64, RandomState>,
     by_entity: DashMap<Box<str>, EntityEntry, RandomState>,
     visible_position: AtomicU64,
+    /// Shared by all shards of a store.
+    published: std::sync::Arc<event_listener::Event>,
     failure: OnceLock<String>,
     failed_for_space: std::sync::atomic::AtomicBool,
     pub stats: ShardStats,
@@ -100,9 +102,10 @@ pub fn entity_key(tenant_id: &str, entity_id: &str) -> String {
 }
 
 impl ShardShared {
-    pub fn new(index: u32) -> ShardShared {
+    pub fn new(index: u32, published: std::sync::Arc<event_listener::Event>) -> ShardShared {
         ShardShared {
             index,
+            published,
             events: DashMap::default(),
             recovered_count: AtomicU64::new(0),
             recovered_last_position: AtomicU64::new(0),
@@ -122,7 +125,44 @@ impl ShardShared {
     /// Called by the shard after the maps hold everything up to `position`.
     pub(crate) fn publish(&self, position: u64) {
         debug_assert!(position >= self.visible_position(), "visibility went back");
-        self.visible_position.store(position, Ordering::Release);
+        if self.visible_position.swap(position, Ordering::AcqRel) != position {
+            // Live readers (streams) wait on this; with none listening it is one atomic load.
+            self.published.notify(usize::MAX);
+        }
+    }
+
+    /// Notified whenever any shard of the store makes new events visible.
+    pub fn published(&self) -> &event_listener::Event {
+        &self.published
+    }
+
+    /// Visible events of `tenant_id` after position `after`, in position order, at most `max`, that pass
+    /// `filter`; and the position up to which it looked (a reader resumes after it). With an entity, only
+    /// that entity's positions are read.
+    pub fn scan_after(
+        &self,
+        tenant_id: &str,
+        entity_id: Option<&str>,
+        after: u64,
+        max: usize,
+        filter: impl Fn(&StoredEvent) -> bool,
+    ) -> (Vec<StoredEvent>, u64) {
+        let visible = self.visible_position();
+        let positions: Box<dyn Iterator<Item = u64>> = match entity_id {
+            Some(entity) => Box::new(self.entity_positions(tenant_id, entity).0.into_iter().filter(move |&p| p > after)),
+            None => Box::new(after + 1..=visible),
+        };
+        let mut found = Vec::new();
+        for position in positions {
+            let Some(event) = self.get_position(position) else { continue };
+            if event.tenant_id() == tenant_id && filter(&event) {
+                found.push(event);
+                if found.len() == max {
+                    return (found, position);
+                }
+            }
+        }
+        (found, visible.max(after))
     }
 
     /// Why the shard stopped accepting writes, if it did.

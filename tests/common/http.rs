@@ -56,3 +56,69 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
 pub fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Reply {
     request(addr, "POST", path, Some("application/json"), body.to_string().as_bytes())
 }
+
+/// An open SSE stream: reads `(id, data)` events as they arrive.
+pub struct Sse {
+    stream: TcpStream,
+    buffer: String,
+    pending_id: Option<String>,
+    pub status: u16,
+}
+
+impl Sse {
+    pub fn open(addr: SocketAddr, path: &str, last_event_id: Option<&str>) -> Sse {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        if let Some(id) = last_event_id {
+            head.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_millis(100))).unwrap();
+        let mut sse = Sse { stream, buffer: String::new(), pending_id: None, status: 0 };
+        while !sse.buffer.contains("\r\n\r\n") {
+            sse.fill();
+        }
+        let (head, rest) = sse.buffer.split_once("\r\n\r\n").unwrap();
+        sse.status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        sse.buffer = rest.to_string();
+        sse
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buffer.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                true
+            }
+            Err(_) => true, // read timeout: nothing yet
+        }
+    }
+
+    /// Reads up to `n` events, waiting at most `timeout` for them; fewer means the stream went quiet.
+    pub fn take(&mut self, n: usize, timeout: std::time::Duration) -> Vec<(String, serde_json::Value)> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut events = Vec::new();
+        while events.len() < n && std::time::Instant::now() < deadline {
+            while let Some(end) = self.buffer.find('\n') {
+                let line: String = self.buffer.drain(..=end).collect();
+                let line = line.trim_end_matches(['\r', '\n']);
+                if let Some(id) = line.strip_prefix("id: ") {
+                    self.pending_id = Some(id.to_string());
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    let id = self.pending_id.take().expect("id before data");
+                    events.push((id, serde_json::from_str(data).expect("JSON data")));
+                    if events.len() == n {
+                        return events;
+                    }
+                }
+            }
+            if !self.fill() {
+                break;
+            }
+        }
+        events
+    }
+}
