@@ -79,6 +79,9 @@ enum Command {
         max_body_bytes: usize,
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
+        /// JSON file of {"token": "tenant"}: requests then need `Authorization: Bearer <token>` and act on its tenant.
+        #[arg(long, env = "TIDELOG_AUTH_FILE")]
+        auth_file: Option<PathBuf>,
     },
     /// Append one event and print its acknowledgement.
     Append {
@@ -240,7 +243,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => Err(format!("entity {entity:?} of tenant {tenant:?} has no events")),
             }
         }
-        Command::Serve { listen, max_body_bytes, log_format } => serve(&store, listen, max_body_bytes, log_format),
+        Command::Serve { listen, max_body_bytes, log_format, auth_file } => {
+            let api_keys = match auth_file {
+                Some(path) => Some(std::sync::Arc::new(tidelog::server::ApiKeys::load(&path)?)),
+                None => None,
+            };
+            let options = tidelog::server::HttpOptions { max_body_bytes, api_keys };
+            serve(&store, listen, options, log_format)
+        }
         Command::Recover => {
             for report in store.recovery_reports() {
                 println!("{report}");
@@ -274,7 +284,7 @@ fn run(cli: Cli) -> Result<(), String> {
     result.and(closed)
 }
 
-fn serve(store: &Store, listen: std::net::SocketAddr, max_body_bytes: usize, format: LogFormat) -> Result<(), String> {
+fn serve(store: &Store, listen: std::net::SocketAddr, options: tidelog::server::HttpOptions, format: LogFormat) -> Result<(), String> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     match format {
@@ -298,10 +308,10 @@ fn serve(store: &Store, listen: std::net::SocketAddr, max_body_bytes: usize, for
             "recovery"
         );
     }
-    let limits = tidelog::server::HttpLimits { max_body_bytes };
-    let server = tidelog::server::Server::start(store, tidelog::server::ServerConfig { listen, limits })
+    let authenticated = options.api_keys.is_some();
+    let server = tidelog::server::Server::start(store, tidelog::server::ServerConfig { listen, limits: options })
         .map_err(|e| e.to_string())?;
-    tracing::info!(listen = %server.local_addr(), "serving");
+    tracing::info!(listen = %server.local_addr(), api_keys = authenticated, "serving");
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| format!("installing signal handlers: {e}"))?;
     if let Some(signal) = signals.forever().next() {

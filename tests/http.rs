@@ -4,12 +4,12 @@ mod common;
 
 use common::http::{get, post_json, request};
 use serde_json::json;
-use tidelog::server::{HttpLimits, Server, ServerConfig};
+use tidelog::server::{HttpOptions, Server, ServerConfig};
 use tidelog::Store;
 
 fn start(dir: &std::path::Path, max_body_bytes: usize) -> (Store, Server) {
     let store = common::open(dir, 2, 0);
-    let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: HttpLimits { max_body_bytes } };
+    let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: HttpOptions { max_body_bytes, api_keys: None } };
     let server = Server::start(&store, config).expect("server starts");
     (store, server)
 }
@@ -192,4 +192,52 @@ fn sse_stream_catches_up_goes_live_and_resumes_without_gaps() {
     drop(resumed);
     drop(filtered);
     store.close().unwrap();
+}
+
+#[test]
+fn api_keys_scope_every_request_to_the_token_tenant() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.json");
+    std::fs::write(&keys_file, r#"{"acme-token-0123456789": "acme", "globex-token-0123456789": "globex"}"#).unwrap();
+    let api_keys = Some(Arc::new(tidelog::server::ApiKeys::load(&keys_file).unwrap()));
+    let store = common::open(&dir.path().join("data"), 2, 0);
+    let options = HttpOptions { max_body_bytes: 1 << 20, api_keys };
+    let server = Server::start(&store, ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: options }).unwrap();
+    let addr = server.local_addr();
+    let with = |token: &str, method: &str, path: &str, body: &str| {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        use std::io::{Read, Write};
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, text.split_once("\r\n\r\n").unwrap().1.to_string())
+    };
+    let event = r#"{"event_type":"t","entity_id":"e1","payload":{}}"#;
+    let r = post_json(addr, "/api/v1/events", &serde_json::from_str(event).unwrap());
+    assert_eq!(r.status, 401, "no token");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(with("wrong-token-0123456789", "POST", "/api/v1/events", event).0, 401);
+    let (status, body) = with("acme-token-0123456789", "POST", "/api/v1/events", event);
+    assert_eq!(status, 200, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["event_id"].as_str().unwrap().to_string();
+    // The event went to the token's tenant; the other tenant's token cannot see it, even by id.
+    assert_eq!(with("acme-token-0123456789", "GET", &format!("/api/v1/events/{id}"), "").0, 200);
+    assert_eq!(with("globex-token-0123456789", "GET", &format!("/api/v1/events/{id}"), "").0, 404);
+    assert_eq!(with("globex-token-0123456789", "GET", &format!("/api/v1/events/{id}?tenant_id=acme"), "").0, 403);
+    let (_, page) = with("globex-token-0123456789", "GET", "/api/v1/events/query", "");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&page).unwrap()["count"], 0);
+    let (_, stats) = with("acme-token-0123456789", "GET", "/api/v1/stats", "");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stats).unwrap()["total_events"], 1);
+    // Naming another tenant in the body is refused, not silently redirected.
+    let foreign = r#"{"event_type":"t","entity_id":"e1","payload":{},"tenant_id":"globex"}"#;
+    assert_eq!(with("acme-token-0123456789", "POST", "/api/v1/events", foreign).0, 403);
+    // Health and metrics stay open for operators.
+    assert_eq!(get(addr, "/health").status, 200);
+    assert_eq!(get(addr, "/metrics").status, 200);
+    server.shutdown();
+    store.close().unwrap();
+    std::fs::write(&keys_file, r#"{"short": "acme"}"#).unwrap();
+    assert!(tidelog::server::ApiKeys::load(&keys_file).unwrap_err().contains("too short"));
 }

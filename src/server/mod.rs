@@ -19,14 +19,14 @@ use glommio::net::TcpListener;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 
-pub use routes::HttpLimits;
+pub use routes::{ApiKeys, HttpOptions};
 
 use crate::{Error, Store};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    pub limits: HttpLimits,
+    pub limits: HttpOptions,
 }
 
 /// A running server. `shutdown` stops it gracefully; dropping it without doing so leaves it running until
@@ -102,7 +102,7 @@ impl Stop {
 async fn serve_shard(
     store: Store,
     addr: SocketAddr,
-    limits: HttpLimits,
+    limits: HttpOptions,
     bound: oneshot::Sender<Result<SocketAddr, std::io::Error>>,
     stop_rx: flume::Receiver<oneshot::Sender<()>>,
 ) {
@@ -139,7 +139,7 @@ async fn serve_shard(
     }
 }
 
-async fn serve_connection(stream: glommio::net::TcpStream, store: Store, limits: Rc<HttpLimits>, stop: Rc<Stop>) {
+async fn serve_connection(stream: glommio::net::TcpStream, store: Store, limits: Rc<HttpOptions>, stop: Rc<Stop>) {
     let id = stop.next_connection.get();
     stop.next_connection.set(id + 1);
     stop.wakers.borrow_mut().insert(id, Waker::noop().clone());

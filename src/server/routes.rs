@@ -22,10 +22,55 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Box::pin(Full::new(bytes.into()))
 }
 
-/// Limits of the HTTP layer.
+/// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
-pub struct HttpLimits {
+pub struct HttpOptions {
     pub max_body_bytes: usize,
+    /// When set, `/api` requests need `Authorization: Bearer <token>` and act on the token's tenant.
+    pub api_keys: Option<std::sync::Arc<ApiKeys>>,
+}
+
+/// API keys: token -> tenant.
+#[derive(Debug, Default)]
+pub struct ApiKeys(std::collections::HashMap<String, String>);
+
+impl ApiKeys {
+    /// Reads a JSON object of `"token": "tenant"` pairs.
+    pub fn load(path: &std::path::Path) -> Result<ApiKeys, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let keys: std::collections::HashMap<String, String> = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: expected a JSON object of \"token\": \"tenant\" pairs: {e}", path.display()))?;
+        for (token, tenant) in &keys {
+            if token.len() < 16 {
+                return Err(format!("{}: a token of {} characters is too short (16 at least)", path.display(), token.len()));
+            }
+            crate::event::validate_tenant(tenant).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(ApiKeys(keys))
+    }
+
+    fn tenant_of(&self, request: &Request<Incoming>) -> Result<String, ApiError> {
+        let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        let header = request.headers().get(hyper::header::AUTHORIZATION).ok_or_else(|| unauthorized("missing bearer token"))?;
+        let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or_else(|| unauthorized("expected Authorization: Bearer <token>"))?;
+        self.0.get(token.trim()).cloned().ok_or_else(|| unauthorized("unknown token"))
+    }
+}
+
+fn forbidden(asked: &str, allowed: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("tenant {asked:?} is not the token's tenant {allowed:?}"))
+}
+
+/// With an API key, every event goes to the key's tenant; naming another one is refused.
+fn enforce_tenant(events: &mut [NewEvent], tenant: &Option<String>) -> Result<(), ApiError> {
+    let Some(tenant) = tenant else { return Ok(()) };
+    for event in events.iter_mut() {
+        if event.tenant_id != *tenant && event.tenant_id != DEFAULT_TENANT {
+            return Err(forbidden(&event.tenant_id, tenant));
+        }
+        event.tenant_id.clone_from(tenant);
+    }
+    Ok(())
 }
 
 /// An error answer: `{"error": code, "message": ...}` plus extra fields.
@@ -51,6 +96,9 @@ impl ApiError {
             body.as_object_mut().expect("object").extend(extra);
         }
         let mut response = json_response(self.status, &body);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
         }
@@ -105,7 +153,7 @@ fn ack_json(ack: &AppendAck) -> Value {
 }
 
 /// Routes one request.
-pub async fn handle(store: &Store, limits: &HttpLimits, stop: &Rc<Stop>, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(store: &Store, limits: &HttpOptions, stop: &Rc<Stop>, request: Request<Incoming>) -> Response<Body> {
     match route(store, limits, stop, request).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
@@ -114,14 +162,19 @@ pub async fn handle(store: &Store, limits: &HttpLimits, stop: &Rc<Stop>, request
 
 async fn route(
     store: &Store,
-    limits: &HttpLimits,
+    limits: &HttpOptions,
     stop: &Rc<Stop>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = request.method().clone();
-    let params = Params::parse(request.uri().query());
+    let mut params = Params::parse(request.uri().query());
+    if let Some(keys) = &limits.api_keys {
+        if !matches!(segments.as_slice(), ["health"] | ["metrics"]) {
+            params.token_tenant = Some(keys.tenant_of(&request)?);
+        }
+    }
     let allow = |allowed: &Method| {
         if method == *allowed {
             Ok(())
@@ -158,7 +211,9 @@ async fn route(
             allow(&Method::POST)?;
             let body = read_body(request, limits, &["application/json"]).await?;
             let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-            let event = parse_event_json(text)?;
+            let mut event = [parse_event_json(text)?];
+            enforce_tenant(&mut event, &params.token_tenant)?;
+            let [event] = event;
             let ack = store.try_append(event).await?;
             Ok(json_response(StatusCode::OK, &ack_json(&ack)))
         }
@@ -167,7 +222,8 @@ async fn route(
             let ndjson = content_type(&request).starts_with("application/x-ndjson");
             let body = read_body(request, limits, &["application/json", "application/x-ndjson"]).await?;
             let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-            let events = if ndjson { parse_ndjson(text)? } else { parse_batch_json(text)? };
+            let mut events = if ndjson { parse_ndjson(text)? } else { parse_batch_json(text)? };
+            enforce_tenant(&mut events, &params.token_tenant)?;
             let total = events.len();
             let acks = store.try_append_batch(events).await?;
             let body = json!({
@@ -245,7 +301,7 @@ fn content_type(request: &Request<Incoming>) -> String {
     request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase()
 }
 
-async fn read_body(request: Request<Incoming>, limits: &HttpLimits, accepted: &[&str]) -> Result<Bytes, ApiError> {
+async fn read_body(request: Request<Incoming>, limits: &HttpOptions, accepted: &[&str]) -> Result<Bytes, ApiError> {
     let kind = content_type(&request);
     // A missing content type is taken as JSON (curl -d sends form encoding, which we reject by name).
     if !kind.is_empty() && !accepted.iter().any(|a| kind.starts_with(a)) {
@@ -296,19 +352,28 @@ fn percent_decode(text: &str) -> String {
     form_urlencoded::parse(format!("x={text}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
-/// Query-string parameters.
-struct Params(Vec<(String, String)>);
+/// Query-string parameters, and the tenant of the request's API key if there is one.
+struct Params {
+    pairs: Vec<(String, String)>,
+    token_tenant: Option<String>,
+}
 
 impl Params {
     fn parse(query: Option<&str>) -> Params {
-        Params(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+        Params { pairs: form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect(), token_tenant: None }
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn tenant(&self) -> Result<String, ApiError> {
+        if let Some(tenant) = &self.token_tenant {
+            return match self.get("tenant_id") {
+                Some(asked) if asked != tenant => Err(forbidden(asked, tenant)),
+                _ => Ok(tenant.clone()),
+            };
+        }
         let tenant = self.get("tenant_id").unwrap_or(DEFAULT_TENANT);
         crate::event::validate_tenant(tenant).map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(tenant.to_string())
@@ -335,7 +400,7 @@ impl Params {
             "tenant_id", "entity_id", "event_type", "event_type_prefix", "since", "until", "as_of", "limit", "offset",
             "order", "type",
         ];
-        if let Some((unknown, _)) = self.0.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
+        if let Some((unknown, _)) = self.pairs.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
             return Err(ApiError::bad_request(format!("unknown query parameter {unknown:?}")));
         }
         let mut query = Query::tenant(self.tenant()?);
