@@ -128,6 +128,12 @@ enum Command {
     },
     /// Open the store, print what recovery found in each shard, and close it.
     Recover,
+    /// Check a data directory without changing it (like fsck): segments, records, checksum failures.
+    /// Exits with status 1 when it finds damage.
+    Inspect {
+        /// The data directory (default: --data-dir).
+        dir: Option<PathBuf>,
+    },
     /// Generate load: concurrent appenders, then print throughput and latency.
     Load {
         #[arg(long, default_value_t = 64)]
@@ -204,6 +210,10 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Inspect { dir } = &cli.command {
+        // Read-only: no lock, no recovery (which would truncate torn tails).
+        return inspect(dir.as_ref().unwrap_or(&cli.store.data_dir));
+    }
     let err = |e: tidelog::Error| e.to_string();
     let store = cli.store.open().map_err(err)?;
     let result = match cli.command {
@@ -251,6 +261,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let options = tidelog::server::HttpOptions { max_body_bytes, api_keys };
             serve(&store, listen, options, log_format)
         }
+        Command::Inspect { .. } => unreachable!("handled before opening the store"),
         Command::Recover => {
             for report in store.recovery_reports() {
                 println!("{report}");
@@ -322,6 +333,47 @@ fn serve(store: &Store, listen: std::net::SocketAddr, options: tidelog::server::
     Ok(())
 }
 
+fn inspect(dir: &std::path::Path) -> Result<(), String> {
+    let meta_path = dir.join("tidelog.json");
+    let meta: serde_json::Value = std::fs::read(&meta_path)
+        .map_err(|e| format!("{}: {e} (is this a tidelog data directory?)", meta_path.display()))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", meta_path.display())))?;
+    let shards = meta["shards"].as_u64().ok_or_else(|| format!("{}: no shard count", meta_path.display()))?;
+    println!("{}: format version {}, {shards} shards", dir.display(), meta["format_version"]);
+    let mut damaged = false;
+    for shard in 0..shards as u32 {
+        let wal_dir = dir.join(format!("shard-{shard}")).join("wal");
+        let segments = if wal_dir.exists() { tidelog::wal::inspect_shard(&wal_dir, shard).map_err(|e| e.to_string())? } else { Vec::new() };
+        let records: u64 = segments.iter().map(|s| s.records).sum();
+        println!("shard {shard}: {} segments, {records} records", segments.len());
+        for s in &segments {
+            let name = s.path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            let range = match (s.first_position, s.last_position) {
+                (Some(a), Some(b)) => format!("positions {a}..={b}"),
+                _ => "no records".to_string(),
+            };
+            let mut problems = Vec::new();
+            if let Some(reason) = &s.bad_header {
+                problems.push(format!("BAD HEADER: {reason}"));
+            }
+            if s.records_skipped > 0 || s.corrupt_bytes > 0 {
+                problems.push(format!("{} records lost, {} corrupt bytes", s.records_skipped, s.corrupt_bytes));
+            }
+            if s.torn_tail_bytes > 0 {
+                problems.push(format!("{} bytes of unfinished write at the end (recovery cuts them off)", s.torn_tail_bytes));
+            }
+            damaged |= s.bad_header.is_some() || s.records_skipped > 0 || s.corrupt_bytes > 0;
+            let verdict = if problems.is_empty() { "ok".to_string() } else { problems.join("; ") };
+            println!("  {name}: {} records, {range}, {:.1} MiB: {verdict}", s.records, s.size_bytes as f64 / (1 << 20) as f64);
+        }
+    }
+    if damaged {
+        Err("damage found (see above); opening the store skips damaged records, --strict-recovery refuses".into())
+    } else {
+        Ok(())
+    }
+}
+
 fn ingest(store: &Store, batch_size: usize) -> Result<(), String> {
     let stdin = std::io::stdin().lock();
     let mut batch = Vec::with_capacity(batch_size);
@@ -385,7 +437,14 @@ fn query(store: &Store, q: QueryArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // Printing into a closed pipe (`tidelog query | head`) ends the program quietly, as usual for
+        // command-line tools. Not for the server, where a client going away must not kill the process.
+        // SAFETY: setting a signal disposition before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");

@@ -215,3 +215,59 @@ async fn truncate_after<F: WalFile>(
     }
     Ok(OpenSegment { file, path, end_offset: end, tail, size_bytes })
 }
+
+/// What `inspect` finds in one segment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentInspection {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub records: u64,
+    pub first_position: Option<u64>,
+    pub last_position: Option<u64>,
+    /// Positions missing before or inside this segment.
+    pub records_skipped: u64,
+    pub corrupt_bytes: u64,
+    /// Non-zero bytes after the last complete batch (what recovery would cut off the last segment).
+    pub torn_tail_bytes: u64,
+    /// A header that does not check out.
+    pub bad_header: Option<String>,
+}
+
+/// Reads a shard's segments without changing anything (recovery, by contrast, truncates torn tails).
+pub fn inspect_shard(wal_dir: &Path, shard: u32) -> Result<Vec<SegmentInspection>, WalError> {
+    let segments = list_segments(wal_dir).map_err(WalError::io("list", wal_dir))?;
+    let mut report = RecoveryReport { shard, ..RecoveryReport::default() };
+    let mut found = Vec::with_capacity(segments.len());
+    for (first_position, path) in &segments {
+        let data = std::fs::read(path).map_err(WalError::io("read", path))?;
+        let mut inspection = SegmentInspection { path: path.clone(), size_bytes: data.len() as u64, ..Default::default() };
+        match check_header(&data, shard, *first_position) {
+            Err(reason) => inspection.bad_header = Some(reason),
+            Ok(Header::Empty) => {}
+            Ok(Header::Valid) => {
+                let before = (report.records_recovered, report.records_skipped, report.corrupt_bytes_skipped);
+                let (mut first, mut last) = (None, None);
+                let mut on_event = |e: StoredEvent| {
+                    first.get_or_insert(e.position());
+                    last = Some(e.position());
+                };
+                let mut scan = SegmentScan {
+                    path,
+                    data: &data,
+                    policy: MidLogCorruption::Skip,
+                    report: &mut report,
+                    on_event: &mut on_event,
+                };
+                let end = scan.run(false)? as usize;
+                inspection.records = report.records_recovered - before.0;
+                inspection.records_skipped = report.records_skipped - before.1;
+                inspection.corrupt_bytes = report.corrupt_bytes_skipped - before.2;
+                inspection.first_position = first;
+                inspection.last_position = last;
+                inspection.torn_tail_bytes = data[end..].iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1);
+            }
+        }
+        found.push(inspection);
+    }
+    Ok(found)
+}
