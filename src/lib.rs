@@ -15,6 +15,7 @@
 //! # Ok::<(), tidelog::Error>(())
 //! ```
 
+pub mod bench;
 pub mod config;
 pub mod coordinator;
 pub mod error;

@@ -134,6 +134,15 @@ enum Command {
         /// The data directory (default: --data-dir).
         dir: Option<PathBuf>,
     },
+    /// Run the engine benchmark in a scratch directory (not --data-dir) and print the tables.
+    Bench {
+        /// Workload size multiplier (0.1 for a quick run).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Scratch directory on the disk to measure; removed afterwards.
+        #[arg(long, default_value = "./tidelog-bench")]
+        dir: PathBuf,
+    },
     /// Generate load: concurrent appenders, then print throughput and latency.
     Load {
         #[arg(long, default_value_t = 64)]
@@ -210,6 +219,9 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Bench { scale, dir } = &cli.command {
+        return tidelog::bench::run(dir, *scale).map_err(|e| e.to_string());
+    }
     if let Command::Inspect { dir } = &cli.command {
         // Read-only: no lock, no recovery (which would truncate torn tails).
         return inspect(dir.as_ref().unwrap_or(&cli.store.data_dir));
@@ -261,7 +273,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let options = tidelog::server::HttpOptions { max_body_bytes, api_keys };
             serve(&store, listen, options, log_format)
         }
-        Command::Inspect { .. } => unreachable!("handled before opening the store"),
+        Command::Inspect { .. } | Command::Bench { .. } => unreachable!("handled before opening the store"),
         Command::Recover => {
             for report in store.recovery_reports() {
                 println!("{report}");
