@@ -76,9 +76,12 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `config.data_dir`: starts one executor per shard, each pinned to a
     /// core, and recovers every shard's WAL in parallel. Blocks until all shards are ready.
-    pub fn open(config: StoreConfig) -> Result<Store, Error> {
+    pub fn open(mut config: StoreConfig) -> Result<Store, Error> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        // Absolute from here on: glommio cannot open a relative directory to fsync it.
+        config.data_dir = std::fs::canonicalize(dir).map_err(|e| Error::io(format!("resolve {}", dir.display()), e))?;
+        let dir = &config.data_dir;
         let lock = meta::lock(dir)?;
         let cores: Vec<usize> = core_affinity::get_core_ids()
             .map(|ids| ids.into_iter().map(|c| c.id).collect())

@@ -275,3 +275,21 @@ fn a_full_shard_queue_refuses_try_append_and_writes_nothing() {
     assert_eq!(block_on(store.try_append(event("t", "later", "x", 0))).unwrap().version, 1);
     store.close().unwrap();
 }
+
+#[test]
+fn a_relative_data_directory_works_across_segment_rolls() {
+    // The default data directory is relative (./tidelog-data); segment rolls fsync its WAL directory.
+    let relative = std::path::PathBuf::from(format!("target/test-relative-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&relative);
+    let store = tidelog::Store::open(common::config(&relative, 1, 0)).unwrap();
+    let batch: Vec<_> = (0..1500).map(|i| event("t", "e", "x", i)).collect();
+    for chunk in batch.chunks(100) {
+        block_on(store.append_batch(chunk.to_vec())).unwrap(); // 64 KiB segments: several rolls
+    }
+    store.close().unwrap();
+    let store = tidelog::Store::open(common::config(&relative, 1, 0)).unwrap();
+    assert_eq!(store.recovery_reports()[0].records_recovered, 1500);
+    assert!(store.recovery_reports()[0].segments > 1);
+    store.close().unwrap();
+    std::fs::remove_dir_all(&relative).unwrap();
+}
