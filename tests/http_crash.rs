@@ -92,3 +92,46 @@ fn sigkill_under_http_load_loses_no_acknowledged_event() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn sigterm_drains_requests_syncs_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = json!({"event_type":"t","entity_id":format!("c{c}"),"payload":{"n":n}}).to_string();
+                    match try_request(addr, "POST", "/api/v1/events", Some("application/json"), body.as_bytes()) {
+                        Some(r) if r.status == 200 => acked.lock().unwrap().push(r.json()["event_id"].as_str().unwrap().to_string()),
+                        _ => break, // refused: the server is stopping
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(status.code(), Some(0), "graceful exit");
+    let acked = acked.lock().unwrap();
+    assert!(!acked.is_empty());
+    let store = tidelog::Store::open(common::config(dir.path(), 2, 0)).unwrap();
+    for report in store.recovery_reports() {
+        assert_eq!((report.bytes_truncated, report.records_skipped), (0, 0), "a clean stop leaves a clean log: {report}");
+    }
+    for id in acked.iter() {
+        assert!(store.get("default", &id.parse().unwrap()).is_some(), "{id} lost");
+    }
+    store.close().unwrap();
+}
