@@ -241,3 +241,66 @@ fn api_keys_scope_every_request_to_the_token_tenant() {
     std::fs::write(&keys_file, r#"{"short": "acme"}"#).unwrap();
     assert!(tidelog::server::ApiKeys::load(&keys_file).unwrap_err().contains("too short"));
 }
+
+#[test]
+fn a_failed_shard_answers_503_or_507_and_health_says_why() {
+    use tidelog::wal::fault::{FaultPlan, WriteFault};
+    for (fault, status, code) in [(WriteFault::NoSpace, 507, "disk_full"), (WriteFault::Io, 503, "unavailable")] {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = FaultPlan::new();
+        let store = tidelog::Store::open(common::config(dir.path(), 1, 0).fault_plan(plan.clone())).unwrap();
+        let options = HttpOptions { max_body_bytes: 1 << 20, api_keys: None };
+        let server = Server::start(&store, ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: options }).unwrap();
+        let addr = server.local_addr();
+        let event = json!({"event_type":"t","entity_id":"e","payload":1});
+        assert_eq!(post_json(addr, "/api/v1/events", &event).status, 200);
+        plan.fail_writes_after(0, fault);
+        let r = post_json(addr, "/api/v1/events", &event);
+        assert_eq!((r.status, r.json()["error"].clone()), (status, json!(code)), "{}", r.body);
+        let r = post_json(addr, "/api/v1/events", &event);
+        assert_eq!(r.status, status, "the shard stays stopped");
+        let health = get(addr, "/health");
+        assert_eq!(health.status, 503);
+        assert!(health.json()["shards"][0]["failure"].as_str().unwrap().contains("write"), "{}", health.body);
+        // Reads of what was acknowledged still work.
+        assert_eq!(get(addr, "/api/v1/events/query?entity_id=e").json()["count"], 1);
+        server.shutdown();
+        let _ = store.close();
+    }
+}
+
+#[test]
+fn garbage_requests_never_take_the_server_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, server) = start(dir.path(), 64 * 1024);
+    let addr = server.local_addr();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let paths = ["/api/v1/events", "/api/v1/events/batch", "/api/v1/events/query?limit=%ff", "/api/v1/entities/%00/state", "/%", "/api/v1/events/stream?tenant_id=%"];
+    for i in 0..300 {
+        let len = rng.usize(0..4096);
+        let body: Vec<u8> = match i % 3 {
+            0 => (0..len).map(|_| rng.u8(..)).collect(),
+            1 => format!("{{\"events\":[{}]}}", "{\"event_type\":1},".repeat(len / 20)).into_bytes(),
+            _ => "{\"event_type\":\"t\",\"entity_id\":\"e\",\"payload\":".repeat(len / 40 + 1).into_bytes(),
+        };
+        let path = paths[i % paths.len()];
+        if path.contains("stream") {
+            continue; // a valid stream never ends; its bad cursor case is tested elsewhere
+        }
+        let kind = ["application/json", "application/x-ndjson", "text/plain"][i % 3];
+        if let Some(r) = common::http::try_request(addr, "POST", path, Some(kind), &body) {
+            assert!(r.status < 500, "{path}: {} {}", r.status, r.body);
+        }
+    }
+    // Raw protocol garbage on the socket.
+    for _ in 0..20 {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let junk: Vec<u8> = (0..rng.usize(1..2000)).map(|_| rng.u8(..)).collect();
+        let _ = s.write_all(&junk);
+    }
+    assert_eq!(get(addr, "/health").status, 200);
+    assert_eq!(get(addr, "/api/v1/events/query").json()["count"], 0, "nothing of it was written");
+    server.shutdown();
+    store.close().unwrap();
+}
