@@ -15,8 +15,8 @@ pub enum WalError {
     #[error("WAL segment {}: {reason}; move the file aside to open the store without its records", .path.display())]
     BadSegment { path: PathBuf, reason: String },
     #[error(
-        "mid-log corruption in {}: {detail}; the store was opened with MidLogCorruption::Fail \
-         (use Skip to open it without the damaged records)",
+        "mid-log corruption in {}: {detail}; refusing to open in strict recovery (--strict-recovery, \
+         MidLogCorruption::Fail): open without it to skip the damaged records and report them",
         .path.display()
     )]
     MidLogCorruption { path: PathBuf, detail: String },
