@@ -1,7 +1,5 @@
 //! Input validation: every rejected field is named, and nothing of a rejected batch is written.
 
-use serde::de::IgnoredAny;
-
 use super::NewEvent;
 use crate::time::MAX_TIMESTAMP_US;
 
@@ -103,9 +101,55 @@ fn validate_json(field: Field, text: &str, max_bytes: usize) -> Result<(), Valid
     if text.len() > max_bytes {
         return Err(ValidationError::new(field, format!("{} bytes is over the limit of {max_bytes}", text.len())));
     }
-    serde_json::from_str::<IgnoredAny>(text)
+    serde_json::from_str::<JsonCheck>(text)
         .map(|_| ())
         .map_err(|e| ValidationError::new(field, format!("not valid JSON: {e}")))
+}
+
+/// Walks a JSON document the way reading it into a value would (numbers are parsed, so one that does not
+/// fit, like `1e400`, is refused), without building it. What passes reads back exactly as written.
+struct JsonCheck;
+
+impl<'de> serde::Deserialize<'de> for JsonCheck {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<JsonCheck, D::Error> {
+        deserializer.deserialize_any(JsonCheckVisitor)
+    }
+}
+
+struct JsonCheckVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonCheckVisitor {
+    type Value = JsonCheck;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_unit<E>(self) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonCheck, A::Error> {
+        while seq.next_element::<JsonCheck>()?.is_some() {}
+        Ok(JsonCheck)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonCheck, A::Error> {
+        while map.next_entry::<JsonCheck, JsonCheck>()?.is_some() {}
+        Ok(JsonCheck)
+    }
 }
 
 /// Checks one event against the limits. `index` is its place in the batch, for the error.
@@ -166,6 +210,9 @@ mod tests {
             (NewEvent { payload: "{not json".into(), ..ok_event() }, Field::Payload),
             (NewEvent { payload: format!("\"{}\"", "x".repeat(20)), ..ok_event() }, Field::Payload),
             (NewEvent { metadata: Some("[".into()), ..ok_event() }, Field::Metadata),
+            // Valid JSON syntax, but no JSON reader can hold the number (found by fuzzing).
+            (NewEvent { payload: "[1,53e02222222222222222202]".into(), ..ok_event() }, Field::Payload),
+            (NewEvent { metadata: Some(r#"{"x":-1e400}"#.into()), ..ok_event() }, Field::Metadata),
             (ok_event().with_timestamp_us(-1), Field::Timestamp),
             (ok_event().with_id(uuid::Uuid::nil()), Field::Id),
         ];
@@ -174,6 +221,8 @@ mod tests {
             assert_eq!((err.index, err.field), (Some(1), field), "{event:?}");
         }
         assert!(validate_batch(&[ok_event()], &limits).is_ok());
+        let nested = NewEvent { payload: r#"{"a":[1,-2,3.5e10,"s\u00e9",null,true,{"b":{}}]}"#.into(), ..ok_event() };
+        assert!(validate_batch(&[nested], &Limits::default()).is_ok());
         assert_eq!(validate_batch(&[], &limits).unwrap_err().field, Field::Batch);
         let err = validate_batch(&vec![ok_event(); 11], &limits).unwrap_err();
         assert_eq!(err.to_string(), "events: 11 events is over the limit of 10");

@@ -12,4 +12,4 @@ pub mod writer;
 
 pub use error::WalError;
 pub use group_commit::{FsyncMode, GroupCommit};
-pub use recovery::{inspect_shard, MidLogCorruption, RecoveryReport, SegmentInspection};
+pub use recovery::{inspect_segment_bytes, inspect_shard, MidLogCorruption, RecoveryReport, SegmentInspection};

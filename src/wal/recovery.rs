@@ -240,34 +240,48 @@ pub fn inspect_shard(wal_dir: &Path, shard: u32) -> Result<Vec<SegmentInspection
     let mut found = Vec::with_capacity(segments.len());
     for (first_position, path) in &segments {
         let data = std::fs::read(path).map_err(WalError::io("read", path))?;
-        let mut inspection = SegmentInspection { path: path.clone(), size_bytes: data.len() as u64, ..Default::default() };
-        match check_header(&data, shard, *first_position) {
-            Err(reason) => inspection.bad_header = Some(reason),
-            Ok(Header::Empty) => {}
-            Ok(Header::Valid) => {
-                let before = (report.records_recovered, report.records_skipped, report.corrupt_bytes_skipped);
-                let (mut first, mut last) = (None, None);
-                let mut on_event = |e: StoredEvent| {
-                    first.get_or_insert(e.position());
-                    last = Some(e.position());
-                };
-                let mut scan = SegmentScan {
-                    path,
-                    data: &data,
-                    policy: MidLogCorruption::Skip,
-                    report: &mut report,
-                    on_event: &mut on_event,
-                };
-                let end = scan.run(false)? as usize;
-                inspection.records = report.records_recovered - before.0;
-                inspection.records_skipped = report.records_skipped - before.1;
-                inspection.corrupt_bytes = report.corrupt_bytes_skipped - before.2;
-                inspection.first_position = first;
-                inspection.last_position = last;
-                inspection.torn_tail_bytes = data[end..].iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1);
-            }
-        }
-        found.push(inspection);
+        found.push(inspect_bytes(path, &data, *first_position, &mut report)?);
     }
     Ok(found)
+}
+
+/// Inspects one segment's bytes as the first segment of `shard` (the fuzzing entry point: any input must
+/// give an answer, never a panic).
+pub fn inspect_segment_bytes(data: &[u8], shard: u32, first_position: u64) -> SegmentInspection {
+    let mut report = RecoveryReport { shard, ..RecoveryReport::default() };
+    inspect_bytes(Path::new("<bytes>"), data, first_position, &mut report).expect("the Skip policy never fails")
+}
+
+/// Scans one segment with the Skip policy, continuing `report` (positions carry over between segments).
+fn inspect_bytes(
+    path: &Path,
+    data: &[u8],
+    first_position: u64,
+    report: &mut RecoveryReport,
+) -> Result<SegmentInspection, WalError> {
+    let mut inspection =
+        SegmentInspection { path: path.to_path_buf(), size_bytes: data.len() as u64, ..Default::default() };
+    match check_header(data, report.shard, first_position) {
+        Err(reason) => inspection.bad_header = Some(reason),
+        Ok(Header::Empty) => {}
+        Ok(Header::Valid) => {
+            let before = (report.records_recovered, report.records_skipped, report.corrupt_bytes_skipped);
+            let (mut first, mut last) = (None, None);
+            let mut on_event = |e: StoredEvent| {
+                first.get_or_insert(e.position());
+                last = Some(e.position());
+            };
+            let path = path.to_path_buf();
+            let mut scan =
+                SegmentScan { path: &path, data, policy: MidLogCorruption::Skip, report, on_event: &mut on_event };
+            let end = scan.run(false)? as usize;
+            inspection.records = report.records_recovered - before.0;
+            inspection.records_skipped = report.records_skipped - before.1;
+            inspection.corrupt_bytes = report.corrupt_bytes_skipped - before.2;
+            inspection.first_position = first;
+            inspection.last_position = last;
+            inspection.torn_tail_bytes = data[end..].iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1);
+        }
+    }
+    Ok(inspection)
 }
