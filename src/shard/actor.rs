@@ -17,7 +17,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use uuid::Uuid;
 
 use super::index::LocalIndex;
-use super::shared::ShardShared;
+use super::shared::{write_key, ShardShared};
 use crate::coordinator::AppendAck;
 use crate::error::Error;
 use crate::event::{Event, NewEvent, StoredEvent};
@@ -310,13 +310,7 @@ impl Core {
             let entity = (event.tenant_id.as_str(), event.entity_id.as_str());
             let current = match versions.get(&entity) {
                 Some(v) => *v,
-                None => {
-                    key.clear();
-                    key.push_str(entity.0);
-                    key.push('\0');
-                    key.push_str(entity.1);
-                    self.shared.entity_version_any(&key)
-                }
+                None => self.shared.entity_version_any(write_key(&mut key, entity.0, entity.1)),
             };
             if let Some(expected) = event.expected_version {
                 if expected != current {

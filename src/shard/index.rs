@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeInclusive;
 
-use super::shared::{entity_key, ShardShared};
+use super::shared::{entity_key, write_key, ShardShared};
 use crate::event::StoredEvent;
 use crate::query::{Merged, Order, Query, TenantStats, TypeFilter};
 
@@ -24,10 +24,7 @@ impl LocalIndex {
             Some(index) => index.insert(key),
             None => self.by_tenant.entry(event.tenant_id().into()).or_default().insert(key),
         };
-        scratch.clear();
-        scratch.push_str(event.tenant_id());
-        scratch.push('\0');
-        scratch.push_str(event.event_type());
+        write_key(scratch, event.tenant_id(), event.event_type());
         match self.by_type.get_mut(scratch.as_str()) {
             Some(index) => index.insert(key),
             None => self.by_type.entry(scratch.as_str().into()).or_default().insert(key),

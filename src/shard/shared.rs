@@ -92,13 +92,21 @@ pub struct ShardShared {
     pub stats: ShardStats,
 }
 
-/// The entity index key. `tenant_id` cannot contain NUL, so the key is unambiguous.
-pub fn entity_key(tenant_id: &str, entity_id: &str) -> String {
-    let mut key = String::with_capacity(tenant_id.len() + 1 + entity_id.len());
-    key.push_str(tenant_id);
-    key.push('\0');
-    key.push_str(entity_id);
+/// The index key of a name within a tenant (an entity id or an event type). `tenant_id` cannot contain
+/// NUL, so the key is unambiguous.
+pub fn entity_key(tenant_id: &str, name: &str) -> String {
+    let mut key = String::with_capacity(tenant_id.len() + 1 + name.len());
+    write_key(&mut key, tenant_id, name);
     key
+}
+
+/// Writes the key of [`entity_key`] into a reused buffer, so hot paths do not allocate one per event.
+pub fn write_key<'a>(buf: &'a mut String, tenant_id: &str, name: &str) -> &'a str {
+    buf.clear();
+    buf.push_str(tenant_id);
+    buf.push('\0');
+    buf.push_str(name);
+    buf
 }
 
 impl ShardShared {
@@ -211,10 +219,7 @@ impl ShardShared {
         let ts = event.timestamp_us();
         let version = event.version();
         self.by_id.insert(event.id(), position);
-        scratch.clear();
-        scratch.push_str(event.tenant_id());
-        scratch.push('\0');
-        scratch.push_str(event.entity_id());
+        write_key(scratch, event.tenant_id(), event.entity_id());
         let update = |entry: &mut EntityEntry| {
             entry.ts_sorted &= entry.positions.is_empty() || ts >= entry.last_timestamp_us;
             entry.last_timestamp_us = entry.last_timestamp_us.max(ts);
