@@ -136,6 +136,10 @@ fn errors_have_codes_and_name_the_problem() {
         let r = get(addr, &format!("/api/v1/events/query?{bad}"));
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
     }
+    // A path segment is percent-decoded only: '+' stays '+' (unlike a query string).
+    let r = post_json(addr, "/api/v1/events", &json!({"event_type":"t","entity_id":"a+b c","payload":{"k":1}}));
+    assert_eq!(r.status, 200);
+    assert_eq!(get(addr, "/api/v1/entities/a+b%20c/state").json()["current_state"], json!({"k":1}));
     server.shutdown();
     store.close().unwrap();
 }

@@ -266,7 +266,9 @@ async fn route(
         ["api", "v1", "entities", entity_id, "state"] => {
             allow(&Method::GET)?;
             let tenant = params.tenant()?;
-            let entity_id = percent_decode(entity_id);
+            let entity_id = percent_encoding::percent_decode_str(entity_id)
+                .decode_utf8()
+                .map_err(|_| ApiError::bad_request("entity_id in the path is not UTF-8"))?;
             let as_of = params.timestamp("as_of")?;
             match store.entity_state(&tenant, &entity_id, as_of) {
                 Some(s) => Ok(json_response(
@@ -346,10 +348,6 @@ fn parse_ndjson(text: &str) -> Result<Vec<NewEvent>, ApiError> {
         .enumerate()
         .map(|(i, line)| parse_event_json(line).map_err(|e| e.at(i).into()))
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    form_urlencoded::parse(format!("x={text}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
 /// Query-string parameters, and the tenant of the request's API key if there is one.
