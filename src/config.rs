@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::checkpoint::{CheckpointDamage, CheckpointSettings};
 use crate::event::Limits;
 use crate::wal::fault::FaultPlan;
 use crate::wal::{FsyncMode, MidLogCorruption};
@@ -21,6 +22,9 @@ pub struct StoreConfig {
     pub default_query_limit: usize,
     pub max_query_limit: usize,
     pub mid_log_corruption: MidLogCorruption,
+    pub checkpoints: CheckpointSettings,
+    /// What to do with a damaged checkpoint whose events the WAL no longer holds.
+    pub checkpoint_damage: CheckpointDamage,
     /// Messages a shard's inbox holds before callers wait (back-pressure).
     pub queue_capacity: usize,
     /// Accepted-but-unwritten bytes a shard holds before it stops taking messages.
@@ -40,6 +44,8 @@ impl StoreConfig {
             default_query_limit: 100,
             max_query_limit: 10_000,
             mid_log_corruption: MidLogCorruption::Skip,
+            checkpoints: CheckpointSettings::default(),
+            checkpoint_damage: CheckpointDamage::Refuse,
             queue_capacity: 4096,
             max_pending_bytes: 32 << 20,
             fault_plan: None,
@@ -64,6 +70,29 @@ impl StoreConfig {
 
     pub fn mid_log_corruption(mut self, policy: MidLogCorruption) -> StoreConfig {
         self.mid_log_corruption = policy;
+        self
+    }
+
+    /// Checkpoint once this many events arrived since the last checkpoint (0: not by count).
+    pub fn checkpoint_events(mut self, events: u64) -> StoreConfig {
+        self.checkpoints.every_events = events;
+        self
+    }
+
+    /// Checkpoint once this many seconds passed with new events (0: not by time).
+    pub fn checkpoint_interval_s(mut self, interval_s: u64) -> StoreConfig {
+        self.checkpoints.every_interval_s = interval_s;
+        self
+    }
+
+    /// No checkpoints at all (not even on close): the WAL keeps everything and recovery replays it.
+    pub fn without_checkpoints(mut self) -> StoreConfig {
+        self.checkpoints.enabled = false;
+        self
+    }
+
+    pub fn checkpoint_damage(mut self, policy: CheckpointDamage) -> StoreConfig {
+        self.checkpoint_damage = policy;
         self
     }
 

@@ -37,6 +37,8 @@ pub enum Error {
     Query(#[from] QueryError),
     #[error(transparent)]
     Wal(#[from] WalError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
     #[error("{context}: {source}")]

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod coordinator;
 pub mod error;

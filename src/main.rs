@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tidelog::event::parse_event_json;
 use tidelog::loadgen::{run_load, LoadSpec};
 use tidelog::time::{format_rfc3339_us, parse_timestamp_us};
+use tidelog::checkpoint::export::{export_parquet, ExportFilter};
+use tidelog::checkpoint::CheckpointDamage;
 use tidelog::{AppendAck, MidLogCorruption, NewEvent, Order, Query, Store, StoreConfig};
 
 #[derive(Parser)]
@@ -39,6 +41,25 @@ struct StoreArgs {
     /// Refuse to open when a record in the middle of the WAL is damaged (default: skip it and report).
     #[arg(long, global = true)]
     strict_recovery: bool,
+    /// Checkpoint a shard once this many events arrived since its last checkpoint (0: not by count).
+    #[arg(long, global = true, env = "TIDELOG_CHECKPOINT_EVENTS", default_value_t = 1_000_000)]
+    checkpoint_events: u64,
+    /// Checkpoint a shard once this many seconds passed with new events (0: not by time).
+    #[arg(long, global = true, env = "TIDELOG_CHECKPOINT_INTERVAL_S", default_value_t = 300)]
+    checkpoint_interval_s: u64,
+    /// No Parquet checkpoints (not even on shutdown): the WAL keeps everything.
+    #[arg(long, global = true)]
+    no_checkpoints: bool,
+    /// A damaged checkpoint whose events the WAL no longer holds: refuse to open, or set it aside and
+    /// open without its events.
+    #[arg(long, global = true, value_enum, default_value_t = DamageArg::Refuse)]
+    checkpoint_damage: DamageArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DamageArg {
+    Refuse,
+    SetAside,
 }
 
 impl StoreArgs {
@@ -51,9 +72,18 @@ impl StoreArgs {
         if self.strict_recovery {
             config = config.mid_log_corruption(MidLogCorruption::Fail);
         }
+        config = config.checkpoint_events(self.checkpoint_events).checkpoint_interval_s(self.checkpoint_interval_s);
+        if self.no_checkpoints {
+            config = config.without_checkpoints();
+        }
+        config = config.checkpoint_damage(match self.checkpoint_damage {
+            DamageArg::Refuse => CheckpointDamage::Refuse,
+            DamageArg::SetAside => CheckpointDamage::SetAside,
+        });
         let store = Store::open(config)?;
         for report in store.recovery_reports() {
-            if report.records_skipped > 0 || report.bytes_truncated > 0 || report.corrupt_bytes_skipped > 0 {
+            let damage = report.records_skipped > 0 || report.bytes_truncated > 0 || report.corrupt_bytes_skipped > 0;
+            if damage || !report.checkpoints.set_aside.is_empty() || report.checkpoints.events_lost > 0 {
                 eprintln!("recovery: {report}");
             }
         }
@@ -143,6 +173,24 @@ enum Command {
         #[arg(long, default_value = "./tidelog-bench")]
         dir: PathBuf,
     },
+    /// Export events as a Hive-partitioned Parquet dataset (tenant_id=<t>/date=<YYYY-MM-DD>/*.parquet)
+    /// that DuckDB, DataFusion, Spark, pandas or pyarrow read directly.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Parquet)]
+        format: ExportFormat,
+        /// Output directory (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this tenant (default: all).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// RFC 3339 or microseconds, inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 or microseconds, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Generate load: concurrent appenders, then print throughput and latency.
     Load {
         #[arg(long, default_value_t = 64)]
@@ -188,6 +236,11 @@ struct QueryArgs {
     offset: usize,
     #[arg(long, value_enum, default_value_t = OrderArg::Asc)]
     order: OrderArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Parquet,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -274,6 +327,15 @@ fn run(cli: Cli) -> Result<(), String> {
             serve(&store, listen, options, log_format)
         }
         Command::Inspect { .. } | Command::Bench { .. } => unreachable!("handled before opening the store"),
+        Command::Export { format: ExportFormat::Parquet, out, tenant, since, until } => {
+            let filter = ExportFilter { tenant_id: tenant, since_us: timestamp("since", &since)?, until_us: timestamp("until", &until)? };
+            let files = export_parquet(&store, &out, &filter).map_err(err)?;
+            for f in &files {
+                println!("{} {} rows {} bytes", f.path.display(), f.rows, f.size_bytes);
+            }
+            eprintln!("{} events in {} files under {}", files.iter().map(|f| f.rows).sum::<u64>(), files.len(), out.display());
+            Ok(())
+        }
         Command::Recover => {
             for report in store.recovery_reports() {
                 println!("{report}");
@@ -324,6 +386,10 @@ fn serve(store: &Store, listen: std::net::SocketAddr, options: tidelog::server::
     for report in store.recovery_reports() {
         tracing::info!(
             shard = report.shard,
+            events_from_checkpoints = report.checkpoints.events,
+            checkpoint_files = report.checkpoints.files,
+            checkpoint_ms = report.checkpoints.duration.as_secs_f64() * 1000.0,
+            set_aside = report.checkpoints.set_aside.len(),
             recovered = report.records_recovered,
             skipped = report.records_skipped,
             truncated_bytes = report.bytes_truncated,

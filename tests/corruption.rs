@@ -159,11 +159,11 @@ fn append_one(store: &Store, entity: &str, i: usize, pad: usize) -> Sent {
 }
 
 fn open(dir: &Path) -> Store {
-    Store::open(config(dir, 1, 0)).expect("open store")
+    Store::open(config(dir, 1, 0).without_checkpoints()).expect("open store")
 }
 
 fn open_with(dir: &Path, policy: MidLogCorruption) -> Result<Store, Error> {
-    Store::open(config(dir, 1, 0).mid_log_corruption(policy))
+    Store::open(config(dir, 1, 0).without_checkpoints().mid_log_corruption(policy))
 }
 
 fn report(store: &Store) -> RecoveryReport {

@@ -26,11 +26,11 @@ fn ev(entity: &str, i: usize, pad: usize) -> NewEvent {
 }
 
 fn open_faulty(dir: &Path, fsync_interval_ms: u32, plan: &Arc<FaultPlan>) -> Store {
-    Store::open(config(dir, 1, fsync_interval_ms).fault_plan(plan.clone())).expect("open with a fault plan")
+    Store::open(config(dir, 1, fsync_interval_ms).without_checkpoints().fault_plan(plan.clone())).expect("open with a fault plan")
 }
 
 fn open_plain(dir: &Path) -> Store {
-    Store::open(config(dir, 1, 0)).expect("reopen")
+    Store::open(config(dir, 1, 0).without_checkpoints()).expect("reopen")
 }
 
 fn report(store: &Store) -> RecoveryReport {

@@ -11,7 +11,7 @@ fn tidelog(args: &[&str]) -> (bool, String) {
 fn inspect_reports_damage_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let (ok, out) = tidelog(&["--data-dir", d, "--shards", "1", "--segment-size-mib", "1", "load", "--events", "5000"]);
+    let (ok, out) = tidelog(&["--data-dir", d, "--shards", "1", "--segment-size-mib", "1", "--no-checkpoints", "load", "--events", "5000"]);
     assert!(ok, "{out}");
     let (ok, out) = tidelog(&["inspect", d]);
     assert!(ok, "{out}");

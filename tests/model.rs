@@ -133,6 +133,8 @@ enum Op {
     Reopen,
     /// `halt` (no flush, no sync) then open again.
     Crash,
+    /// Write a Parquet checkpoint on every shard now (which also trims the WAL and may compact).
+    Checkpoint,
 }
 
 fn event_spec() -> impl Strategy<Value = EventSpec> {
@@ -222,6 +224,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(tenant, entity, as_of)| Op::State { tenant, entity, as_of }),
         2 => Just(Op::Reopen),
         2 => Just(Op::Crash),
+        2 => Just(Op::Checkpoint),
     ]
 }
 
@@ -419,7 +422,13 @@ impl Harness {
     }
 
     fn open(&mut self) -> Result<(), String> {
-        let store = Store::open(common::config(self.dir.path(), 2, self.interval)).map_err(|e| format!("open: {e}"))?;
+        // Checkpoints every few events, so they also happen on their own (and get compacted) while the
+        // operations run, and crashes land before, during and after them.
+        let mut config = common::config(self.dir.path(), 2, self.interval);
+        config.checkpoints.every_events = 5;
+        config.checkpoints.compact_target_events = 20;
+        config.checkpoints.compact_min_files = 3;
+        let store = Store::open(config).map_err(|e| format!("open: {e}"))?;
         ensure_eq!(store.shard_count(), 2, "shard count");
         self.store = Some(store);
         Ok(())
@@ -844,7 +853,7 @@ impl Harness {
         for (shard, report) in reports.iter().enumerate() {
             let count = self.model.count(shard);
             ensure_eq!(
-                (report.records_recovered, report.records_skipped, report.corrupt_bytes_skipped, report.last_position),
+                (report.events(), report.records_skipped, report.corrupt_bytes_skipped, report.last_position),
                 (count, 0, 0, self.model.last_position[shard]),
                 "recovery of shard {shard} ({report})"
             );
@@ -878,6 +887,14 @@ impl Harness {
             }
             Op::Reopen => self.reopen(false),
             Op::Crash => self.reopen(true),
+            Op::Checkpoint => {
+                let covered = common::block_on(self.store().checkpoint()).map_err(|e| format!("checkpoint: {e}"))?;
+                for (shard, status) in self.store().status().iter().enumerate() {
+                    ensure_eq!(status.checkpoint_failures, 0, "checkpoint failures on shard {shard}");
+                    ensure_eq!(covered[shard], status.checkpointed_position, "checkpointed position of shard {shard}");
+                }
+                self.check_all()
+            }
         }
     }
 }

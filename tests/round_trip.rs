@@ -90,7 +90,9 @@ fn append_query_every_filter_and_reopen() {
     for report in reopened.recovery_reports() {
         assert_eq!((report.records_skipped, report.bytes_truncated), (0, 0), "{report}");
     }
-    assert_eq!(reopened.recovery_reports().iter().map(|r| r.records_recovered).sum::<u64>(), 150);
+    // Close wrote a checkpoint: the events come back from Parquet, not from the WAL.
+    assert_eq!(reopened.recovery_reports().iter().map(|r| r.checkpoints.events).sum::<u64>(), 150);
+    assert_eq!(reopened.recovery_reports().iter().map(|r| r.records_recovered).sum::<u64>(), 0);
     check(&reopened);
     // Versions continue after a reopen.
     let ack = block_on(reopened.append(event("acme", "e1", "order.paid", 9))).unwrap();
@@ -286,10 +288,10 @@ fn a_relative_data_directory_works_across_segment_rolls() {
     for chunk in batch.chunks(100) {
         block_on(store.append_batch(chunk.to_vec())).unwrap(); // 64 KiB segments: several rolls
     }
+    assert!(std::fs::read_dir(relative.join("shard-0/wal")).unwrap().count() > 1, "the segments rolled");
     store.close().unwrap();
     let store = tidelog::Store::open(common::config(&relative, 1, 0)).unwrap();
-    assert_eq!(store.recovery_reports()[0].records_recovered, 1500);
-    assert!(store.recovery_reports()[0].segments > 1);
+    assert_eq!(store.recovery_reports()[0].events(), 1500);
     store.close().unwrap();
     std::fs::remove_dir_all(&relative).unwrap();
 }

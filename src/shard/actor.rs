@@ -16,15 +16,18 @@ use futures_channel::oneshot;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use uuid::Uuid;
 
+use super::checkpointer::Checkpointer;
 use super::index::LocalIndex;
 use super::shared::{write_key, ShardShared};
+use crate::checkpoint::{load_checkpoints, CheckpointDamage, CheckpointSettings};
 use crate::coordinator::AppendAck;
 use crate::error::Error;
 use crate::event::{Event, NewEvent, StoredEvent};
 use crate::query::{Query, TenantStats};
 use crate::wal::io::{WalFile, WalStorage};
 use crate::wal::record::append_frame;
-use crate::wal::recovery::{recover, MidLogCorruption, RecoveryReport};
+use crate::wal::recovery::{recover, CheckpointSummary, MidLogCorruption, RecoveryReport};
+use crate::wal::segment::list_segments;
 use crate::wal::writer::{CurrentFile, WalWriter};
 use crate::wal::{FsyncMode, GroupCommit, WalError};
 
@@ -49,6 +52,8 @@ pub(crate) enum ShardMsg {
     Close { reply: oneshot::Sender<Result<(), Error>> },
     /// Stop at once without flushing: a crash, for tests.
     Halt,
+    /// Write a checkpoint of everything acknowledged and synced so far, now.
+    Checkpoint { reply: oneshot::Sender<u64> },
 }
 
 /// Builds a task on the shard's thread (its future need not be Send).
@@ -61,6 +66,9 @@ pub(crate) struct ShardContext {
     pub fsync: FsyncMode,
     pub segment_size_bytes: u64,
     pub mid_log_corruption: MidLogCorruption,
+    pub checkpoint_dir: PathBuf,
+    pub checkpoints: CheckpointSettings,
+    pub checkpoint_damage: CheckpointDamage,
     pub max_pending_bytes: usize,
     pub inbox: flume::Receiver<ShardMsg>,
 }
@@ -94,6 +102,7 @@ struct Core {
     held: HashMap<(String, String), u64>,
     /// Appends to held entities, in arrival order, until their entities are released.
     parked: std::collections::VecDeque<(Vec<(usize, NewEvent)>, AppendReply)>,
+    checkpointer: Rc<Checkpointer>,
 }
 
 impl Core {
@@ -364,20 +373,50 @@ pub(crate) async fn run_shard<S: WalStorage>(
         on_recovered(Err(Error::io(format!("create {}", ctx.wal_dir.display()), e)));
         return;
     }
-    let recovered = recover(&*storage, &ctx.wal_dir, shared.index, ctx.mid_log_corruption, |event| {
+    let mut insert = |event: StoredEvent| {
         last_timestamp_us = last_timestamp_us.max(event.timestamp_us());
         index.insert(&event, &mut scratch);
         shared.insert(event, &mut scratch);
-    })
-    .await;
-    let (report, open_segment) = match recovered {
+    };
+    // Checkpoints first (in position order), then the WAL after the position they cover.
+    let wal_first_position = match list_segments(&ctx.wal_dir) {
+        Ok(segments) => segments.first().map(|(first, _)| *first),
+        Err(e) => {
+            on_recovered(Err(Error::io(format!("list {}", ctx.wal_dir.display()), e)));
+            return;
+        }
+    };
+    let loaded = match load_checkpoints(&ctx.checkpoint_dir, shared.index, ctx.checkpoint_damage, wal_first_position, &mut insert) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            on_recovered(Err(e.into()));
+            return;
+        }
+    };
+    let recovered = recover(&*storage, &ctx.wal_dir, shared.index, ctx.mid_log_corruption, loaded.covered_position, insert).await;
+    let (mut report, open_segment) = match recovered {
         Ok(r) => r,
         Err(e) => {
             on_recovered(Err(e.into()));
             return;
         }
     };
-    shared.recovered(report.records_recovered, report.last_position);
+    report.checkpoints = CheckpointSummary {
+        files: loaded.files,
+        events: loaded.events,
+        covered_position: loaded.covered_position,
+        events_lost: loaded.events_lost,
+        set_aside: loaded.set_aside,
+        duration: loaded.duration,
+    };
+    shared.recovered(report.events(), report.last_position);
+    let checkpointer = Rc::new(Checkpointer::new(
+        ctx.checkpoint_dir.clone(),
+        ctx.wal_dir.clone(),
+        shared.clone(),
+        ctx.checkpoints,
+        loaded.manifest,
+    ));
     let core = Rc::new(RefCell::new(Core {
         shared: shared.clone(),
         index,
@@ -390,6 +429,7 @@ pub(crate) async fn run_shard<S: WalStorage>(
         prepared: HashMap::new(),
         held: HashMap::new(),
         parked: Default::default(),
+        checkpointer: checkpointer.clone(),
     }));
     on_recovered(Ok(report));
 
@@ -404,7 +444,10 @@ pub(crate) async fn run_shard<S: WalStorage>(
         FsyncMode::Always => None,
     };
 
+    let checkpoints = glommio::spawn_local(checkpoint_task(core.clone(), checkpointer));
+
     acceptor(core, ctx.inbox, ctx.max_pending_bytes, wake_tx, space_rx, done_rx).await;
+    drop(checkpoints);
     drop(writer);
     drop(syncer);
 }
@@ -443,8 +486,25 @@ async fn acceptor(
                 ShardMsg::Close { reply } => {
                     core.borrow_mut().closing = true;
                     let _ = wake.try_send(());
-                    let _ = reply.send(done.recv().await.unwrap_or(Ok(())));
+                    let closed = done.recv().await.unwrap_or(Ok(()));
+                    if closed.is_ok() {
+                        // Everything is synced: a last checkpoint makes the next open fast.
+                        let (checkpointer, synced) = {
+                            let core = core.borrow();
+                            (core.checkpointer.clone(), core.commit.synced())
+                        };
+                        checkpointer.run(synced).await;
+                    }
+                    let _ = reply.send(closed);
                     return true;
+                }
+                ShardMsg::Checkpoint { reply } => {
+                    let (checkpointer, synced) = {
+                        let core = core.borrow();
+                        (core.checkpointer.clone(), core.commit.synced())
+                    };
+                    checkpointer.run(synced).await;
+                    let _ = reply.send(checkpointer.covered_position());
                 }
                 ShardMsg::Halt => return true,
             }
@@ -561,6 +621,27 @@ async fn syncer_task<F: WalFile>(core: Rc<RefCell<Core>>, current_file: CurrentF
                 core.release(released);
             }
             Err(e) => core.borrow_mut().fail(&WalError::io("fdatasync", path)(e)),
+        }
+    }
+}
+
+/// Writes checkpoints when they are due (checked a few times a second), and first deletes WAL segments
+/// a checkpoint covered before the process last stopped.
+async fn checkpoint_task(core: Rc<RefCell<Core>>, checkpointer: Rc<Checkpointer>) {
+    if let Err(e) = checkpointer.trim_wal().await {
+        tracing::error!(shard = core.borrow().shard(), "deleting covered WAL segments failed: {e}");
+    }
+    loop {
+        glommio::timer::sleep(Duration::from_millis(200)).await;
+        let synced = {
+            let core = core.borrow();
+            if core.shared.failure().is_some() || core.closing {
+                return;
+            }
+            core.commit.synced()
+        };
+        if checkpointer.due(synced) {
+            checkpointer.run(synced).await;
         }
     }
 }

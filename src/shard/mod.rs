@@ -1,6 +1,7 @@
 //! A shard: one glommio executor pinned to a core, owning its WAL, its maps and its indexes.
 
 mod actor;
+mod checkpointer;
 mod index;
 mod shared;
 

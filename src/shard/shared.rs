@@ -32,6 +32,12 @@ pub struct ShardStats {
     pub wal_writes: AtomicU64,
     pub wal_bytes: AtomicU64,
     pub fsyncs: AtomicU64,
+    /// The last position the shard's checkpoints cover.
+    pub checkpointed_position: AtomicU64,
+    pub checkpoints_written: AtomicU64,
+    pub checkpoint_failures: AtomicU64,
+    pub compactions: AtomicU64,
+    pub wal_segments_deleted: AtomicU64,
     /// Recorded on the shard's thread (queries also on the calling thread); read by metrics.
     pub latency: std::sync::Mutex<ShardLatency>,
 }

@@ -35,18 +35,56 @@ pub struct RecoveryReport {
     /// Bytes cut off the end of the last segment (a torn or unfinished final write).
     pub bytes_truncated: u64,
     pub last_position: u64,
+    /// Segments not read because a checkpoint covers all of their records.
+    pub segments_covered: u32,
     pub duration: Duration,
+    /// Filled by the shard from its checkpoints (loaded before the WAL).
+    pub checkpoints: CheckpointSummary,
+}
+
+/// What a shard loaded from its checkpoints before replaying the WAL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    pub files: u32,
+    pub events: u64,
+    /// The last position the checkpoints cover: the WAL was replayed after it.
+    pub covered_position: u64,
+    /// Events of damaged checkpoints set aside under `CheckpointDamage::SetAside`.
+    pub events_lost: u64,
+    /// Files moved to `set-aside/`, with the reason.
+    pub set_aside: Vec<crate::checkpoint::SetAsideFile>,
+    pub duration: Duration,
+}
+
+impl RecoveryReport {
+    /// Events in memory after recovery: from checkpoints and from the WAL.
+    pub fn events(&self) -> u64 {
+        self.checkpoints.events + self.records_recovered
+    }
 }
 
 impl std::fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.checkpoints;
+        if c.files > 0 || !c.set_aside.is_empty() {
+            write!(f, "shard {}: {} events from {} checkpoints in {:.1} ms", self.shard, c.events, c.files, c.duration.as_secs_f64() * 1000.0)?;
+            if c.events_lost > 0 {
+                write!(f, " ({} events LOST with damaged checkpoints)", c.events_lost)?;
+            }
+            if !c.set_aside.is_empty() {
+                write!(f, ", {} files set aside", c.set_aside.len())?;
+            }
+            write!(f, "; then ")?;
+        } else {
+            write!(f, "shard {}: ", self.shard)?;
+        }
         write!(
             f,
-            "shard {}: {} records recovered from {} segments, {} skipped ({} corrupt bytes), {} bytes truncated, \
-             last position {}, {:.1} ms",
-            self.shard,
+            "{} records recovered from {} WAL segments ({} covered by checkpoints, not read), {} skipped ({} corrupt bytes), \
+             {} bytes truncated, last position {}, {:.1} ms",
             self.records_recovered,
             self.segments,
+            self.segments_covered,
             self.records_skipped,
             self.corrupt_bytes_skipped,
             self.bytes_truncated,
@@ -63,14 +101,22 @@ pub async fn recover<S: WalStorage>(
     wal_dir: &Path,
     shard: u32,
     policy: MidLogCorruption,
+    covered_position: u64,
     mut on_event: impl FnMut(StoredEvent),
 ) -> Result<(RecoveryReport, Option<OpenSegment<S::File>>), WalError> {
     let started = Instant::now();
-    let mut report = RecoveryReport { shard, ..RecoveryReport::default() };
+    // Positions up to `covered_position` come from checkpoints: the log continues after it.
+    let mut report = RecoveryReport { shard, last_position: covered_position, ..RecoveryReport::default() };
+    let mut seen_position = 0u64;
     let segments = list_segments(wal_dir).map_err(WalError::io("list", wal_dir))?;
     let mut open_segment = None;
     for (index, (first_position, path)) in segments.iter().enumerate() {
         let is_last = index + 1 == segments.len();
+        // Every record of a segment comes before the next segment's first position.
+        if !is_last && segments[index + 1].0 <= covered_position + 1 {
+            report.segments_covered += 1;
+            continue;
+        }
         let file = storage.open(path).await.map_err(WalError::io("open", path))?;
         let data = file.read_all().await.map_err(WalError::io("read", path))?;
         report.segments += 1;
@@ -87,7 +133,15 @@ pub async fn recover<S: WalStorage>(
             }
             continue;
         }
-        let mut scan = SegmentScan { path, data: &data, policy, report: &mut report, on_event: &mut on_event };
+        let mut scan = SegmentScan {
+            path,
+            data: &data,
+            policy,
+            report: &mut report,
+            covered_position,
+            seen_position: &mut seen_position,
+            on_event: &mut on_event,
+        };
         let end = scan.run(is_last)?;
         if is_last {
             open_segment = Some(truncate_after(file, path.clone(), &data, end, &mut report).await?);
@@ -102,6 +156,10 @@ struct SegmentScan<'a, F> {
     data: &'a [u8],
     policy: MidLogCorruption,
     report: &'a mut RecoveryReport,
+    /// Records up to here are in checkpoints: read past, not delivered.
+    covered_position: u64,
+    /// The last position read, delivered or not: positions only go up.
+    seen_position: &'a mut u64,
     on_event: &'a mut F,
 }
 
@@ -118,6 +176,7 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
                     if batch.is_empty() {
                         batch_start = offset;
                     }
+                    *self.seen_position = event.position();
                     batch.push(event);
                     offset += size;
                     if !batch_continues {
@@ -162,7 +221,7 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
             return None;
         };
         let event = StoredEvent::decode(body).ok()?;
-        (event.position() > self.report.last_position).then_some((event, batch_continues, HEADER_BYTES + body.len()))
+        (event.position() > *self.seen_position).then_some((event, batch_continues, HEADER_BYTES + body.len()))
     }
 
     /// The offset of the next valid record after damaged bytes at `offset`, if any.
@@ -173,6 +232,9 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
     fn commit(&mut self, batch: &mut Vec<StoredEvent>) -> Result<(), WalError> {
         for event in batch.drain(..) {
             let position = event.position();
+            if position <= self.covered_position {
+                continue;
+            }
             let expected = self.report.last_position + 1;
             if position > expected {
                 if self.policy == MidLogCorruption::Fail {
@@ -272,8 +334,16 @@ fn inspect_bytes(
                 last = Some(e.position());
             };
             let path = path.to_path_buf();
-            let mut scan =
-                SegmentScan { path: &path, data, policy: MidLogCorruption::Skip, report, on_event: &mut on_event };
+            let mut seen_position = report.last_position;
+            let mut scan = SegmentScan {
+                path: &path,
+                data,
+                policy: MidLogCorruption::Skip,
+                report,
+                covered_position: 0,
+                seen_position: &mut seen_position,
+                on_event: &mut on_event,
+            };
             let end = scan.run(false)? as usize;
             inspection.records = report.records_recovered - before.0;
             inspection.records_skipped = report.records_skipped - before.1;

@@ -1,0 +1,195 @@
+//! The shard's checkpoint task: decides when to write a checkpoint, writes it from the in-memory
+//! events, installs it in the manifest, deletes the WAL segments it makes redundant, and merges small
+//! checkpoints. One checkpoint at a time (the close path waits for a running one).
+//!
+//! Order of a checkpoint, each step durable before the next (docs/FORMAT.md):
+//! 1. the Parquet file (`.tmp`, fdatasync, rename, fsync of the directory);
+//! 2. the manifest naming it, the same way;
+//! 3. only then the WAL segments whose every record it covers.
+//!
+//! A crash between any two steps leaves either a stray file (set aside at the next open) or segments
+//! that recovery skips because the manifest covers them: nothing lost, nothing doubled.
+//!
+//! A checkpoint only ever covers fdatasynced WAL positions, so the WAL and the checkpoints never
+//! disagree about what exists after a crash. A failed checkpoint is logged and retried later; it never
+//! fails the shard, since everything it would hold is still in the WAL.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::sync::Semaphore;
+
+use super::shared::ShardShared;
+use crate::checkpoint::{blocking, checkpoint_name, plan_compaction, write_events, CheckpointError, CheckpointFile, CheckpointSettings, Manifest};
+use crate::wal::segment::list_segments;
+
+/// How long to wait before trying again after a checkpoint failed.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+pub(crate) struct Checkpointer {
+    dir: PathBuf,
+    wal_dir: PathBuf,
+    shared: Arc<ShardShared>,
+    settings: CheckpointSettings,
+    manifest: RefCell<Manifest>,
+    busy: Semaphore,
+    last_done: Cell<Instant>,
+    retry_at: Cell<Option<Instant>>,
+}
+
+impl Checkpointer {
+    pub fn new(dir: PathBuf, wal_dir: PathBuf, shared: Arc<ShardShared>, settings: CheckpointSettings, manifest: Manifest) -> Checkpointer {
+        shared.stats.checkpointed_position.store(manifest.covered_position(), Ordering::Relaxed);
+        Checkpointer {
+            dir,
+            wal_dir,
+            shared,
+            settings,
+            manifest: RefCell::new(manifest),
+            busy: Semaphore::new(1),
+            last_done: Cell::new(Instant::now()),
+            retry_at: Cell::new(None),
+        }
+    }
+
+    pub fn covered_position(&self) -> u64 {
+        self.manifest.borrow().covered_position()
+    }
+
+    /// Whether a checkpoint is due with the WAL synced up to `synced_position`.
+    pub fn due(&self, synced_position: u64) -> bool {
+        let s = &self.settings;
+        let new_events = synced_position.saturating_sub(self.covered_position());
+        if !s.enabled || new_events == 0 || self.retry_at.get().is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        (s.every_events > 0 && new_events >= s.every_events)
+            || (s.every_interval_s > 0 && self.last_done.get().elapsed() >= Duration::from_secs(s.every_interval_s))
+    }
+
+    /// Checkpoints everything up to `synced_position` (if anything is new), then trims the WAL and
+    /// compacts. Logs and remembers a failure instead of returning it: the data is safe in the WAL.
+    pub async fn run(&self, synced_position: u64) {
+        if !self.settings.enabled {
+            return;
+        }
+        // The permit is returned when `_turn` drops, also if this future is dropped mid-way.
+        let Ok(_turn) = self.busy.acquire_permit(1).await else { return };
+        let started = Instant::now();
+        match self.checkpoint(synced_position).await {
+            Ok(Some(file)) => {
+                self.retry_at.set(None);
+                tracing::info!(
+                    shard = self.shared.index,
+                    file = %file.file,
+                    events = file.events,
+                    size_bytes = file.size_bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "checkpoint written"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.shared.stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                self.retry_at.set(Some(Instant::now() + RETRY_AFTER));
+                tracing::error!(shard = self.shared.index, "checkpoint failed (the WAL keeps everything; retrying later): {e}");
+            }
+        }
+        self.last_done.set(Instant::now());
+    }
+
+    async fn checkpoint(&self, synced_position: u64) -> Result<Option<CheckpointFile>, CheckpointError> {
+        let first = self.covered_position() + 1;
+        if synced_position < first {
+            return Ok(None);
+        }
+        let file = self.write_range(first, synced_position).await?;
+        let mut manifest = self.manifest.borrow().clone();
+        manifest.checkpoints.push(file.clone());
+        self.install(manifest).await?;
+        self.shared.stats.checkpoints_written.fetch_add(1, Ordering::Relaxed);
+        self.trim_wal().await?;
+        self.compact().await?;
+        Ok(Some(file))
+    }
+
+    /// Writes the events of `first..=last` from memory as one checkpoint file.
+    async fn write_range(&self, first: u64, last: u64) -> Result<CheckpointFile, CheckpointError> {
+        let shared = &self.shared;
+        let events = (first..=last).filter_map(|p| shared.get_any(p));
+        let metadata = vec![
+            ("tidelog.shard".to_string(), shared.index.to_string()),
+            ("tidelog.first_position".to_string(), first.to_string()),
+            ("tidelog.last_position".to_string(), last.to_string()),
+        ];
+        write_events(&self.dir, &checkpoint_name(first, last), first, last, false, metadata, events).await
+    }
+
+    /// Makes `manifest` the one in force (durably), then remembers it.
+    async fn install(&self, manifest: Manifest) -> Result<(), CheckpointError> {
+        let (dir, to_store) = (self.dir.clone(), manifest.clone());
+        blocking(move || to_store.store(&dir)).await?;
+        self.shared.stats.checkpointed_position.store(manifest.covered_position(), Ordering::Relaxed);
+        *self.manifest.borrow_mut() = manifest;
+        Ok(())
+    }
+
+    /// Deletes the WAL segments whose every record is covered by the manifest in force. The newest
+    /// segment is never touched: the writer appends to it.
+    pub async fn trim_wal(&self) -> Result<(), CheckpointError> {
+        let (wal_dir, covered) = (self.wal_dir.clone(), self.covered_position());
+        let removed = blocking(move || -> Result<u32, CheckpointError> {
+            let segments = list_segments(&wal_dir).map_err(CheckpointError::io("list", &wal_dir))?;
+            let mut removed = 0;
+            for pair in segments.windows(2) {
+                if pair[1].0 > covered + 1 {
+                    break;
+                }
+                std::fs::remove_file(&pair[0].1).map_err(CheckpointError::io("remove", &pair[0].1))?;
+                removed += 1;
+            }
+            if removed > 0 {
+                crate::checkpoint::sync_dir_of(&wal_dir)?;
+            }
+            Ok(removed)
+        })
+        .await?;
+        if removed > 0 {
+            self.shared.stats.wal_segments_deleted.fetch_add(removed as u64, Ordering::Relaxed);
+            tracing::debug!(shard = self.shared.index, removed, covered, "WAL segments covered by checkpoints deleted");
+        }
+        Ok(())
+    }
+
+    /// Merges the oldest run of small checkpoints into one file (written from memory, like any
+    /// checkpoint), installs the manifest, then deletes the files it replaced.
+    async fn compact(&self) -> Result<(), CheckpointError> {
+        let s = &self.settings;
+        let manifest = self.manifest.borrow().clone();
+        let Some(range) = plan_compaction(&manifest.checkpoints, s.compact_target_events, s.compact_min_files) else {
+            return Ok(());
+        };
+        let replaced: Vec<CheckpointFile> = manifest.checkpoints[range.clone()].to_vec();
+        let (first, last) = (replaced[0].first_position, replaced[replaced.len() - 1].last_position);
+        let merged = self.write_range(first, last).await?;
+        let mut next = manifest;
+        next.checkpoints.splice(range, [merged.clone()]);
+        self.install(next).await?;
+        let dir = self.dir.clone();
+        let names: Vec<String> = replaced.iter().map(|c| c.file.clone()).collect();
+        blocking(move || -> Result<(), CheckpointError> {
+            for name in &names {
+                let path = dir.join(name);
+                std::fs::remove_file(&path).map_err(CheckpointError::io("remove", &path))?;
+            }
+            crate::checkpoint::sync_dir_of(&dir)
+        })
+        .await?;
+        self.shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(shard = self.shared.index, file = %merged.file, merged = replaced.len(), events = merged.events, "checkpoints compacted");
+        Ok(())
+    }
+}
