@@ -10,6 +10,7 @@ use futures_channel::oneshot;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use uuid::Uuid;
 
+use crate::checkpoint::Manifest;
 use crate::config::StoreConfig;
 use crate::error::Error;
 use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
@@ -102,11 +103,14 @@ impl Store {
         let published = Arc::new(event_listener::Event::new());
         for k in 0..meta.shards {
             let (inbox, inbox_rx) = flume::bounded(config.queue_capacity);
-            let shared = Arc::new(ShardShared::new(k as u32, published.clone()));
+            // The checkpoints' event count sizes the maps (a hint: the WAL tail adds to it).
+            let checkpoint_dir = dir.join(format!("shard-{k}")).join("checkpoints");
+            let expected_events = Manifest::load(&checkpoint_dir, k as u32).map_or(0, |m| m.events() as usize);
+            let shared = Arc::new(ShardShared::with_capacity(k as u32, published.clone(), expected_events));
             let ctx = ShardContext {
                 shared: shared.clone(),
                 wal_dir: dir.join(format!("shard-{k}")).join("wal"),
-                checkpoint_dir: dir.join(format!("shard-{k}")).join("checkpoints"),
+                checkpoint_dir,
                 checkpoints: config.checkpoints,
                 checkpoint_damage: config.checkpoint_damage,
                 fsync: config.fsync,

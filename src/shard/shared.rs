@@ -117,13 +117,19 @@ pub fn write_key<'a>(buf: &'a mut String, tenant_id: &str, name: &str) -> &'a st
 
 impl ShardShared {
     pub fn new(index: u32, published: std::sync::Arc<event_listener::Event>) -> ShardShared {
+        ShardShared::with_capacity(index, published, 0)
+    }
+
+    /// Sized for `expected_events` (what recovery will load), so the id map does not grow, and rehash,
+    /// twenty times on the way.
+    pub fn with_capacity(index: u32, published: std::sync::Arc<event_listener::Event>, expected_events: usize) -> ShardShared {
         ShardShared {
             index,
             published,
-            events: DashMap::default(),
+            events: DashMap::with_capacity_and_hasher(expected_events / CHUNK_EVENTS as usize, RandomState::default()),
             recovered_count: AtomicU64::new(0),
             recovered_last_position: AtomicU64::new(0),
-            by_id: DashMap::default(),
+            by_id: DashMap::with_capacity_and_hasher(expected_events, RandomState::default()),
             by_entity: DashMap::default(),
             visible_position: AtomicU64::new(0),
             failure: OnceLock::new(),
