@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Corrupts a WAL on purpose and shows what `tidelog inspect` and recovery report: a torn tail, a zero tail,
 # a flipped bit in the middle of a segment, and a deleted segment. Each case starts from a fresh copy of the
-# same 1-shard store (20,000 events in 1 MiB segments). Usage: scripts/torture.sh
+# same 1-shard store (20,000 events in 1 MiB segments, no checkpoints, so the WAL holds everything). Then a
+# damaged Parquet checkpoint. Usage: scripts/torture.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
-bin=$PWD/target/release/tidelog
+tidelog=$PWD/target/release/tidelog
+bin="$tidelog --no-checkpoints"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 $bin --data-dir "$work/pristine" --shards 1 --segment-size-mib 1 load --events 20000 --tasks 16 2>/dev/null
@@ -46,3 +48,15 @@ echo
 
 echo "== 4. a deleted segment in the middle of the log"
 middle=$(fresh | sed -n 2p); rm "$middle"; show
+
+echo "== 5. a damaged Parquet checkpoint whose events are no longer in the WAL"
+rm -rf "$work/case"
+$tidelog --data-dir "$work/case" --shards 1 --segment-size-mib 1 --checkpoint-events 8000 load --events 20000 --tasks 16 2>/dev/null
+ls "$work/case/shard-0/checkpoints" "$work/case/shard-0/wal" | sed 's/^/    /'
+checkpoint=$(ls "$work/case/shard-0/checkpoints/"*.parquet | head -1)
+python3 -c "import sys; p=sys.argv[1]; d=bytearray(open(p,'rb').read()); d[len(d)//2]^=1; open(p,'wb').write(d)" "$checkpoint"
+echo "--- inspect"; $tidelog inspect "$work/case" | sed 's/^/    /' || true
+echo "--- opening refuses, and says what to do"; $tidelog --data-dir "$work/case" recover 2>&1 | sed 's/^/    /' || true
+echo "--- the operator chooses --checkpoint-damage set-aside"
+$tidelog --data-dir "$work/case" --checkpoint-damage set-aside recover 2>&1 | sed 's/^/    /'
+ls "$work/case/shard-0/checkpoints/set-aside" | sed 's/^/    set aside: /'

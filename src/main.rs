@@ -420,10 +420,29 @@ fn inspect(dir: &std::path::Path) -> Result<(), String> {
     println!("{}: format version {}, {shards} shards", dir.display(), meta["format_version"]);
     let mut damaged = false;
     for shard in 0..shards as u32 {
+        let checkpoint_dir = dir.join(format!("shard-{shard}")).join("checkpoints");
+        let manifest = tidelog::checkpoint::Manifest::load(&checkpoint_dir, shard).map_err(|e| e.to_string())?;
+        println!(
+            "shard {shard}: {} checkpoints, {} events, covering positions up to {}",
+            manifest.checkpoints.len(),
+            manifest.events(),
+            manifest.covered_position()
+        );
+        for entry in &manifest.checkpoints {
+            let verdict = match tidelog::checkpoint::check_checkpoint(&checkpoint_dir, entry) {
+                Ok(()) => "ok".to_string(),
+                Err(reason) => {
+                    damaged = true;
+                    format!("DAMAGED: {reason}")
+                }
+            };
+            println!("  {}: {} events, {:.1} MiB: {verdict}", entry.file, entry.events, entry.size_bytes as f64 / (1 << 20) as f64);
+        }
         let wal_dir = dir.join(format!("shard-{shard}")).join("wal");
-        let segments = if wal_dir.exists() { tidelog::wal::inspect_shard(&wal_dir, shard).map_err(|e| e.to_string())? } else { Vec::new() };
+        let covered = manifest.covered_position();
+        let segments = if wal_dir.exists() { tidelog::wal::inspect_shard(&wal_dir, shard, covered).map_err(|e| e.to_string())? } else { Vec::new() };
         let records: u64 = segments.iter().map(|s| s.records).sum();
-        println!("shard {shard}: {} segments, {records} records", segments.len());
+        println!("shard {shard}: {} segments, {records} records after the checkpoints", segments.len());
         for s in &segments {
             let name = s.path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
             let range = match (s.first_position, s.last_position) {

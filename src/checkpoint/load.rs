@@ -120,6 +120,11 @@ pub fn load_checkpoints(
     Ok(load)
 }
 
+/// Checks one checkpoint against its manifest entry without loading it anywhere (for `tidelog inspect`).
+pub fn check_checkpoint(dir: &Path, entry: &CheckpointFile) -> Result<(), String> {
+    read_checkpoint(&dir.join(&entry.file), entry, 0).map(drop)
+}
+
 /// Reads and checks one checkpoint completely before any of its events is used; the error is a reason
 /// for the operator.
 fn read_checkpoint(path: &Path, entry: &CheckpointFile, after_position: u64) -> Result<Vec<StoredEvent>, String> {

@@ -296,13 +296,15 @@ pub struct SegmentInspection {
 }
 
 /// Reads a shard's segments without changing anything (recovery, by contrast, truncates torn tails).
-pub fn inspect_shard(wal_dir: &Path, shard: u32) -> Result<Vec<SegmentInspection>, WalError> {
+/// Records up to `covered_position` (what the checkpoints hold) are read past, as recovery does.
+pub fn inspect_shard(wal_dir: &Path, shard: u32, covered_position: u64) -> Result<Vec<SegmentInspection>, WalError> {
     let segments = list_segments(wal_dir).map_err(WalError::io("list", wal_dir))?;
-    let mut report = RecoveryReport { shard, ..RecoveryReport::default() };
+    let mut report = RecoveryReport { shard, last_position: covered_position, ..RecoveryReport::default() };
+    let mut seen_position = 0;
     let mut found = Vec::with_capacity(segments.len());
     for (first_position, path) in &segments {
         let data = std::fs::read(path).map_err(WalError::io("read", path))?;
-        found.push(inspect_bytes(path, &data, *first_position, &mut report)?);
+        found.push(inspect_bytes(path, &data, *first_position, covered_position, &mut seen_position, &mut report)?);
     }
     Ok(found)
 }
@@ -311,7 +313,7 @@ pub fn inspect_shard(wal_dir: &Path, shard: u32) -> Result<Vec<SegmentInspection
 /// give an answer, never a panic).
 pub fn inspect_segment_bytes(data: &[u8], shard: u32, first_position: u64) -> SegmentInspection {
     let mut report = RecoveryReport { shard, ..RecoveryReport::default() };
-    inspect_bytes(Path::new("<bytes>"), data, first_position, &mut report).expect("the Skip policy never fails")
+    inspect_bytes(Path::new("<bytes>"), data, first_position, 0, &mut 0, &mut report).expect("the Skip policy never fails")
 }
 
 /// Scans one segment with the Skip policy, continuing `report` (positions carry over between segments).
@@ -319,6 +321,8 @@ fn inspect_bytes(
     path: &Path,
     data: &[u8],
     first_position: u64,
+    covered_position: u64,
+    seen_position: &mut u64,
     report: &mut RecoveryReport,
 ) -> Result<SegmentInspection, WalError> {
     let mut inspection =
@@ -334,14 +338,13 @@ fn inspect_bytes(
                 last = Some(e.position());
             };
             let path = path.to_path_buf();
-            let mut seen_position = report.last_position;
             let mut scan = SegmentScan {
                 path: &path,
                 data,
                 policy: MidLogCorruption::Skip,
                 report,
-                covered_position: 0,
-                seen_position: &mut seen_position,
+                covered_position,
+                seen_position,
                 on_event: &mut on_event,
             };
             let end = scan.run(false)? as usize;
