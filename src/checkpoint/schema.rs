@@ -191,18 +191,37 @@ pub fn events_of(batch: &RecordBatch, mut on_event: impl FnMut(StoredEvent)) -> 
     if id.value_length() != 16 {
         return Err(format!("id column is {} bytes wide, not 16", id.value_length()));
     }
+    // One owned event, refilled for every row: its strings keep their capacity, so a row costs no
+    // allocation but the archived bytes.
+    let mut event = Event {
+        position: 0,
+        timestamp_us: 0,
+        version: 0,
+        id: [0; 16],
+        tenant_id: String::new(),
+        entity_id: String::new(),
+        event_type: String::new(),
+        payload: String::new(),
+        metadata: None,
+    };
+    let refill = |to: &mut String, from: &str| {
+        to.clear();
+        to.push_str(from);
+    };
     for row in 0..batch.num_rows() {
-        let event = Event {
-            position: position.value(row),
-            timestamp_us: timestamp.value(row),
-            version: version.value(row),
-            id: id.value(row).try_into().expect("16 bytes"),
-            tenant_id: tenant_id.get(row).to_owned(),
-            entity_id: entity_id.get(row).to_owned(),
-            event_type: event_type.get(row).to_owned(),
-            payload: payload.value(row).to_owned(),
-            metadata: metadata.is_valid(row).then(|| metadata.value(row).to_owned()),
-        };
+        event.position = position.value(row);
+        event.timestamp_us = timestamp.value(row);
+        event.version = version.value(row);
+        event.id = id.value(row).try_into().expect("16 bytes");
+        refill(&mut event.tenant_id, tenant_id.get(row));
+        refill(&mut event.entity_id, entity_id.get(row));
+        refill(&mut event.event_type, event_type.get(row));
+        refill(&mut event.payload, payload.value(row));
+        match (metadata.is_valid(row), &mut event.metadata) {
+            (false, m) => *m = None,
+            (true, Some(m)) => refill(m, metadata.value(row)),
+            (true, m) => *m = Some(metadata.value(row).to_owned()),
+        }
         on_event(StoredEvent::encode(&event));
     }
     Ok(())
