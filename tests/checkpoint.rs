@@ -283,3 +283,23 @@ fn a_damaged_checkpoint_the_wal_still_holds_is_replaced_by_the_wal() {
     assert!(manifest(dir.path(), 0).checkpoints.is_empty(), "the manifest no longer names it");
     store.close().unwrap();
 }
+
+#[test]
+fn a_lost_manifest_is_refused_not_taken_for_a_new_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path(), 1)).unwrap();
+    append_rounds(&store, 0..20);
+    block_on(store.checkpoint()).unwrap(); // trims the WAL: the first positions are only in Parquet
+    append_rounds(&store, 20..22);
+    store.halt();
+    std::fs::remove_file(checkpoint_dir(dir.path(), 0).join(MANIFEST_FILE)).unwrap();
+    let err = Store::open(config(dir.path(), 1)).err().expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("has no MANIFEST.json") && text.contains("--checkpoint-damage set-aside"), "{text}");
+    // The operator's choice: open with what the WAL holds, the orphaned checkpoint set aside.
+    let store = Store::open(config(dir.path(), 1).checkpoint_damage(CheckpointDamage::SetAside)).unwrap();
+    let r = store.recovery_reports()[0].clone();
+    assert_eq!(r.checkpoints.set_aside.len(), 1, "{r}");
+    assert!(r.records_skipped > 0, "the lost positions are reported: {r}");
+    store.close().unwrap();
+}

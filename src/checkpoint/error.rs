@@ -34,6 +34,15 @@ pub enum CheckpointError {
         events: u64,
         set_aside_dir: String,
     },
+
+/// The manifest is gone, but the data shows there were checkpoints: segments of the WAL were deleted
+    /// because a manifest covered them.
+    #[error(
+        "{dir} has no {manifest} although the WAL starts at position {wal_first_position}: the events before it \
+         were in checkpoints that no manifest names any more. Restore {manifest} from a backup and open again, or \
+         open with --checkpoint-damage set-aside to set the checkpoint files aside and open without those events"
+    )]
+    ManifestMissing { dir: PathBuf, manifest: &'static str, wal_first_position: u64 },
 }
 
 impl CheckpointError {

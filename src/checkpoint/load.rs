@@ -61,6 +61,16 @@ pub fn load_checkpoints(
     let started = Instant::now();
     std::fs::create_dir_all(dir).map_err(CheckpointError::io("create", dir))?;
     let manifest = Manifest::load(dir, shard)?;
+    // WAL segments are deleted only once a manifest covers them: a WAL that starts after position 1
+    // with no manifest means the manifest was lost, not that there never were checkpoints.
+    if !dir.join(MANIFEST_FILE).exists() {
+        if let Some(first) = wal_first_position.filter(|&first| first > 1) {
+            if policy == CheckpointDamage::Refuse {
+                return Err(CheckpointError::ManifestMissing { dir: dir.to_path_buf(), manifest: MANIFEST_FILE, wal_first_position: first });
+            }
+            tracing::error!(shard, "{MANIFEST_FILE} is missing; events before position {first} are lost unless it is restored");
+        }
+    }
     let mut load = CheckpointLoad { manifest: Manifest::empty(shard), ..Default::default() };
     set_aside_strays(dir, &manifest, &mut load.set_aside)?;
 

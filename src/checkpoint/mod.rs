@@ -42,26 +42,22 @@ impl Default for CheckpointSettings {
     }
 }
 
-/// Picks the checkpoints to merge: the oldest run of at least `min_files` consecutive files each
-/// smaller than `target_events`, cut so the merged file stays within the target. Indexes into
-/// `checkpoints`, or None.
+/// Picks the checkpoints to merge, size-tiered so each event is rewritten only a few times: the oldest
+/// `min_files` consecutive files smaller than `target_events` that are of one size class (classes are
+/// powers of 4). If none line up but more than `2 * min_files` small files exist, the consecutive
+/// `min_files` small files with the fewest events, so the count stays bounded whatever sizes arrive.
+/// Indexes into `checkpoints`, or None.
 pub fn plan_compaction(checkpoints: &[CheckpointFile], target_events: u64, min_files: usize) -> Option<std::ops::Range<usize>> {
     let min_files = min_files.max(2);
-    let mut start = 0;
-    while start < checkpoints.len() {
-        let run_end = checkpoints[start..].iter().position(|c| c.events >= target_events).map_or(checkpoints.len(), |n| start + n);
-        if run_end - start >= min_files {
-            let mut total = 0;
-            let mut end = start;
-            while end < run_end && total + checkpoints[end].events <= target_events {
-                total += checkpoints[end].events;
-                end += 1;
-            }
-            if end - start >= 2 {
-                return Some(start..end);
-            }
-        }
-        start = run_end + 1;
+    let small = |i: usize| checkpoints[i].events < target_events;
+    let class = |i: usize| (64 - checkpoints[i].events.max(1).leading_zeros()) / 2;
+    let windows = || (0..checkpoints.len().saturating_sub(min_files - 1)).map(|start| start..start + min_files);
+    let all_small = |w: &std::ops::Range<usize>| w.clone().all(small);
+    if let Some(w) = windows().find(|w| all_small(w) && w.clone().all(|i| class(i) == class(w.start))) {
+        return Some(w);
+    }
+    if (0..checkpoints.len()).filter(|&i| small(i)).count() > 2 * min_files {
+        return windows().filter(all_small).min_by_key(|w| checkpoints[w.clone()].iter().map(|c| c.events).sum::<u64>());
     }
     None
 }
@@ -83,12 +79,18 @@ mod tests {
     }
 
     #[test]
-    fn compaction_merges_the_oldest_run_of_small_files_within_the_target() {
+    fn compaction_is_size_tiered_and_bounded() {
         assert_eq!(plan_compaction(&files(&[1, 1, 1]), 10, 4), None);
-        assert_eq!(plan_compaction(&files(&[1, 1, 1, 1]), 10, 4), Some(0..4));
-        assert_eq!(plan_compaction(&files(&[10, 1, 1, 1, 1, 1]), 10, 4), Some(1..6));
-        assert_eq!(plan_compaction(&files(&[4, 4, 4, 4]), 10, 4), Some(0..2));
-        assert_eq!(plan_compaction(&files(&[1, 1, 20, 1, 1, 1, 1]), 10, 4), Some(3..7));
-        assert_eq!(plan_compaction(&files(&[9, 9, 9, 9]), 10, 4), None);
+        assert_eq!(plan_compaction(&files(&[5, 5, 5, 5]), 100, 4), Some(0..4));
+        // A merged file is in a higher class: it waits for peers instead of being rewritten each time.
+        assert_eq!(plan_compaction(&files(&[20, 5, 5, 5]), 100, 4), None);
+        assert_eq!(plan_compaction(&files(&[20, 5, 5, 5, 5]), 100, 4), Some(1..5));
+        assert_eq!(plan_compaction(&files(&[20, 20, 20, 20, 5]), 100, 4), Some(0..4));
+        // Files at or over the target are never merged.
+        assert_eq!(plan_compaction(&files(&[100, 100, 100, 100]), 100, 4), None);
+        // Sizes that never line up: once there are too many small files, the lightest run is merged.
+        let mixed = files(&[1, 5, 1, 5, 1, 5, 1, 5, 1, 20]);
+        assert_eq!(plan_compaction(&mixed[..8], 100, 4), None);
+        assert_eq!(plan_compaction(&mixed, 100, 4), Some(0..4));
     }
 }
