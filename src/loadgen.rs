@@ -77,6 +77,15 @@ pub fn run_load(
     let handle = LocalExecutorBuilder::new(Placement::Unbound)
         .name("tidelog-load")
         .spawn(move || async move {
+            // Acks arrive as wakeups from the shard threads. Twice a stress run saw this executor asleep
+            // with an ack pending until something interrupted it; a periodic timer bounds such a stall.
+            // (Shard executors have their own periodic tasks.)
+            glommio::spawn_local(async {
+                loop {
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .detach();
             let next = Rc::new(Cell::new(0u64));
             let on_ack = Rc::new(on_ack);
             let started = Instant::now();
