@@ -1,0 +1,43 @@
+//! Workload 2, batch ingest: batches of 1,000 from one caller and from many, FSYNC_INTERVAL=100, on 1
+//! and 2 shards.
+
+use super::{load, open, shards_label, Ctx};
+use crate::bench::report::{Report, ThroughputRow};
+use crate::bench::stats::LatencyUs;
+use crate::bench::{table, targets};
+use crate::loadgen::LoadSpec;
+use crate::Error;
+
+pub const WORKLOAD: &str = "batch ingest";
+const BATCH_EVENTS: usize = 1_000;
+/// "Many callers": enough batches in flight to keep both shards' queues non-empty.
+const MANY_CALLERS: usize = 8;
+
+pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
+    let events = ctx.scaled(1_000_000, 10_000);
+    let mut rows = Vec::new();
+    for shards in [1usize, 2] {
+        for callers in [1usize, MANY_CALLERS] {
+            let (store, dir) = open(ctx, &format!("batch-s{shards}-c{callers}"), shards, 100)?;
+            let spec = LoadSpec { tasks: callers, events, batch_size: BATCH_EVENTS, ..LoadSpec::default() };
+            let setup = format!(
+                "{}, FSYNC_INTERVAL=100, batch {BATCH_EVENTS}, {callers} caller{}",
+                shards_label(shards),
+                if callers == 1 { "" } else { "s" }
+            );
+            let loaded = load(&store, &spec, &format!("batch ingest: {setup}"), None)?;
+            store.close()?;
+            ctx.remove(&dir);
+            let mut row = ThroughputRow::new(WORKLOAD, "tidelog", setup, events, loaded.report.elapsed.as_secs_f64())
+                .latency(LatencyUs::of(&loaded.report.latency_ns))
+                .fdatasyncs(loaded.fdatasyncs);
+            if shards == 2 {
+                row = row.target(targets::BATCH_INGEST_2_SHARDS_EVENTS_PER_S);
+            }
+            rows.push(row);
+        }
+    }
+    table::print_throughput("2. batch ingest (latency: one batch of 1,000)", &rows);
+    report.throughput.extend(rows);
+    Ok(())
+}
