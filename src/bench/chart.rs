@@ -44,7 +44,7 @@ pub fn write_svg(report: &Report, path: &Path) -> Result<(), Error> {
         let title = format!("tidelog benchmark {} (scale {}): events/s, log scale", report.date_utc, report.scale);
         panel(&top, &title, &throughput, &[RGBColor(70, 130, 180)], rate)?;
         let title = "latency in us, p99 (light) and p50 (dark), log scale";
-        panel(&bottom, title, &latency, &[RGBColor(250, 170, 150), RGBColor(200, 60, 40)], micros)?;
+        panel(&bottom, title, &latency, &[RGBColor(250, 200, 185), RGBColor(235, 125, 105)], micros)?;
         root.present().map_err(|e| e.to_string())
     };
     draw().map_err(|e| super::other_error(format!("draw {}", path.display()), e))

@@ -66,6 +66,8 @@ pub fn run(data_dir: &Path, scale: f64) -> Result<Report, Error> {
 /// Runs every workload, prints the tables, writes the report files and returns the report.
 pub fn run_with(options: &Options) -> Result<Report, Error> {
     let root = fresh_dir(&options.data_dir)?;
+    // Absolute, so peers that take a URL (stoolap's file://) and the store see the same place.
+    let root = std::fs::canonicalize(&root).map_err(|e| Error::io(format!("resolve {}", root.display()), e))?;
     // The disk first: every durable figure below depends on it, so it goes in the header.
     let fdatasync = disk::fdatasync_latency(&root)?;
     let mut report = Report::new(options.scale, machine::Machine::current(), fdatasync);
