@@ -14,7 +14,7 @@ pub fn bar(total: u64, label: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let style = ProgressStyle::with_template("{msg:<40} [{bar:30}] {pos}/{len} ({elapsed})")
+    let style = ProgressStyle::with_template("[{bar:24}] {pos:>9}/{len:<9} {elapsed:>4} {wide_msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
     ProgressBar::new(total).with_style(style).with_message(label.to_string())

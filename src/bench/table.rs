@@ -96,13 +96,13 @@ pub fn print_targets(report: &Report) {
         let target = r.target_events_per_s.unwrap_or_default();
         let ratio = r.ratio_to_target.unwrap_or_default();
         let name = format!("{} {}: events/s", r.workload, r.setup);
-        println!("{name:<84} {:>14.0} {:>14} {:>8.2}  {}", r.events_per_s, format!(">= {target:.0}"), ratio, verdict(ratio >= 1.0));
+        println!("{name:<84} {:>14.0} {:>14} {:>8}  {}", r.events_per_s, format!(">= {target:.0}"), self::ratio(ratio), verdict(ratio >= 1.0));
     }
     for r in report.latency.iter().filter(|r| r.target_p99_us.is_some()) {
         let target = r.target_p99_us.unwrap_or_default();
         let ratio = r.ratio_p99_to_target.unwrap_or_default();
         let name = format!("{} {}: p99 us", r.workload, r.operation);
-        println!("{name:<84} {:>14.2} {:>14} {:>8.2}  {}", r.latency.p99_us, format!("<= {target:.0}"), ratio, verdict(ratio <= 1.0));
+        println!("{name:<84} {:>14.2} {:>14} {:>8}  {}", r.latency.p99_us, format!("<= {target:.0}"), self::ratio(ratio), verdict(ratio <= 1.0));
     }
 }
 
@@ -118,7 +118,18 @@ pub fn print_peer_ratios(report: &Report) {
             (_, _, Some(t), Some(p)) => (format!("{} us", fixed(t)), format!("{} us", fixed(p))),
             _ => ("-".into(), "-".into()),
         };
-        println!("{:<16} {:<34} {:<40} {:>12} {:>12} {:>9.2}", r.workload, r.peer, r.measure, t, p, r.tidelog_advantage);
+        println!("{:<16} {:<34} {:<40} {:>12} {:>12} {:>9}", r.workload, r.peer, r.measure, t, p, ratio(r.tidelog_advantage));
+    }
+}
+
+/// Two decimals, or three significant digits for small ratios (0.00 would hide a 1:250 gap).
+fn ratio(v: f64) -> String {
+    if v >= 0.1 {
+        format!("{v:.2}")
+    } else if v >= 0.001 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.2e}")
     }
 }
 
