@@ -41,6 +41,8 @@ pub struct ThroughputRow {
     pub fdatasyncs: Option<u64>,
     /// None when there was no fdatasync during the workload.
     pub events_per_fdatasync: Option<f64>,
+    /// fdatasync latency inside the engine during the workload (all shards), from `Store::shard_latency`.
+    pub engine_fdatasync: Option<LatencyUs>,
     pub target_events_per_s: Option<f64>,
     /// events_per_s / target_events_per_s.
     pub ratio_to_target: Option<f64>,
@@ -58,6 +60,7 @@ impl ThroughputRow {
             call_latency: None,
             fdatasyncs: None,
             events_per_fdatasync: None,
+            engine_fdatasync: None,
             target_events_per_s: None,
             ratio_to_target: None,
         }
