@@ -1,5 +1,6 @@
-//! Progress bars for long workloads: drawn on stderr only when it is a terminal, so piped or captured
-//! output stays exactly the printed tables. A bar is cleared before its section is printed.
+//! Progress bars for long workloads: drawn on stderr only when both stdout and stderr are terminals, so
+//! piped or captured output stays exactly the printed tables. A bar is cleared before its section is
+//! printed.
 
 use std::io::IsTerminal;
 
@@ -9,9 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// measured run at millions of events per second.
 pub const STEP_EVENTS: u64 = 1024;
 
-/// A bar of `total` units labelled `label`, or a hidden one when stderr is not a terminal.
+/// A bar of `total` units labelled `label`, or a hidden one when output is not a terminal.
 pub fn bar(total: u64, label: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+    if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
         return ProgressBar::hidden();
     }
     let style = ProgressStyle::with_template("[{bar:24}] {pos:>9}/{len:<9} {elapsed:>4} {wide_msg}")

@@ -91,7 +91,7 @@ pub fn print_memory(m: &MemoryResult) {
 /// Every figure that has a target: the figure, the target, the ratio.
 pub fn print_targets(report: &Report) {
     title("targets (issue #5)");
-    println!("{:<84} {:>14} {:>14} {:>8}  {}", "figure", "measured", "target", "ratio", "");
+    println!("{:<84} {:>14} {:>14} {:>8}", "figure", "measured", "target", "ratio");
     for r in report.throughput.iter().filter(|r| r.target_events_per_s.is_some()) {
         let target = r.target_events_per_s.unwrap_or_default();
         let ratio = r.ratio_to_target.unwrap_or_default();

@@ -55,5 +55,5 @@ fn engine_fdatasync_latency(store: &Store) -> Option<LatencyUs> {
     for shard in 0..store.shard_count() {
         merged.add(&store.shard_latency(shard).fsync_ns).ok()?;
     }
-    (merged.len() > 0).then(|| LatencyUs::of(&merged))
+    (!merged.is_empty()).then(|| LatencyUs::of(&merged))
 }
