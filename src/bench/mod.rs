@@ -77,18 +77,28 @@ pub fn run_with(options: &Options) -> Result<Report, Error> {
     // Memory first: the process has not yet allocated (and kept) memory for other stores, so the
     // resident size before loading is not inflated by freed-but-retained pages.
     workloads::memory::run(&ctx, &mut report)?;
+    // With the peers, each of their workloads runs right after tidelog's (see `peers/mod.rs`).
+    let peers = cfg!(feature = "peers") && options.peers;
     workloads::seed::run(&ctx, &mut report)?;
+    #[cfg(feature = "peers")]
+    if peers {
+        peers::seed(&ctx, &mut report)?;
+    }
     workloads::batch::run(&ctx, &mut report)?;
     workloads::durable::run(&ctx, &mut report)?;
-    let queries = workloads::queries::run(&ctx, &mut report)?;
-    workloads::recovery::run(&ctx, &mut report)?;
-    workloads::http::run(&ctx, &mut report)?;
     #[cfg(feature = "peers")]
-    if options.peers {
-        peers::run(&ctx, &mut report, &queries)?;
+    if peers {
+        peers::durable(&ctx, &mut report)?;
+    }
+    let queries = workloads::queries::run(&ctx, &mut report)?;
+    #[cfg(feature = "peers")]
+    if peers {
+        peers::queries(&ctx, &mut report, &queries)?;
     }
     #[cfg(not(feature = "peers"))]
-    let _ = queries;
+    let _ = (queries, peers);
+    workloads::recovery::run(&ctx, &mut report)?;
+    workloads::http::run(&ctx, &mut report)?;
 
     table::print_targets(&report);
     table::print_peer_ratios(&report);

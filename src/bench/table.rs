@@ -57,7 +57,7 @@ pub fn print_latency(heading: &str, rows: &[LatencyRow]) {
 }
 
 pub fn print_recovery(r: &RecoveryResult) {
-    title(&format!("recovery ({}): reopen a {}-shard store", r.variant, r.shards));
+    title(&format!("5. recovery ({}): reopen a {}-shard store", r.variant, r.shards));
     println!(
         "{} events, {:.1} MiB of WAL: open took {:.3} s, {:.0} events/s",
         r.events,
@@ -74,7 +74,7 @@ pub fn print_recovery(r: &RecoveryResult) {
 }
 
 pub fn print_memory(m: &MemoryResult) {
-    title("memory: resident bytes per stored event (2 shards)");
+    title("6. memory: resident bytes per stored event (2 shards)");
     println!(
         "{} events: RSS {:.1} MiB -> {:.1} MiB, {:.0} bytes/event resident; encoded event {:.0} bytes, WAL {:.0} \
          bytes/event; resident / encoded = {:.2}",
