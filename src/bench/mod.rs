@@ -15,6 +15,7 @@ pub mod report;
 mod stats;
 mod table;
 mod targets;
+mod watchdog;
 mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,7 @@ pub fn run_with(options: &Options) -> Result<Report, Error> {
     // The disk first: every durable figure below depends on it, so it goes in the header.
     let fdatasync = disk::fdatasync_latency(&root)?;
     let mut report = Report::new(options.scale, machine::Machine::current(), fdatasync);
+    watchdog::take(); // a previous run in this process left its own
     table::print_header(&report);
 
     let ctx = workloads::Ctx { options, root: root.clone() };
@@ -100,6 +102,8 @@ pub fn run_with(options: &Options) -> Result<Report, Error> {
     workloads::recovery::run(&ctx, &mut report)?;
     workloads::http::run(&ctx, &mut report)?;
 
+    report.warnings = watchdog::take();
+    table::print_warnings(&report);
     table::print_targets(&report);
     table::print_peer_ratios(&report);
     std::fs::create_dir_all(&options.report_dir)

@@ -21,6 +21,8 @@ pub struct Report {
     pub recovery: Vec<RecoveryResult>,
     pub memory: Option<MemoryResult>,
     pub peer_ratios: Vec<PeerRatio>,
+    /// What went wrong without failing the run, e.g. a load that stalled.
+    pub warnings: Vec<String>,
 }
 
 /// Events appended (or inserted) per second by one workload setup.
@@ -191,6 +193,7 @@ impl Report {
             recovery: Vec::new(),
             memory: None,
             peer_ratios: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 

@@ -88,6 +88,16 @@ pub fn print_memory(m: &MemoryResult) {
     );
 }
 
+pub fn print_warnings(report: &Report) {
+    if report.warnings.is_empty() {
+        return;
+    }
+    title("warnings");
+    for w in &report.warnings {
+        println!("{w}");
+    }
+}
+
 /// Every figure that has a target: the figure, the target, the ratio.
 pub fn print_targets(report: &Report) {
     title("targets (issue #5)");

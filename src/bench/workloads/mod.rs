@@ -10,9 +10,11 @@ pub mod recovery;
 pub mod seed;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::progress;
+use super::watchdog::Watchdog;
 use super::Options;
 use crate::loadgen::{run_load, LoadReport, LoadSpec};
 use crate::{Error, Store, StoreConfig};
@@ -80,17 +82,21 @@ pub struct Loaded {
 pub fn load(store: &Store, spec: &LoadSpec, label: &str, keep_every: Option<u64>) -> Result<Loaded, Error> {
     let fsyncs_before = fdatasyncs(store);
     let bar = progress::bar(spec.events, label);
+    let watchdog = Watchdog::start(label);
+    let acked = watchdog.progress();
     let kept = Arc::new(Mutex::new(Vec::new()));
     let sink = kept.clone();
     let step_bar = bar.clone();
     let report = run_load(store, spec, move |ack, seq| {
         progress::step(&step_bar, seq);
+        acked.fetch_add(1, Ordering::Relaxed);
         if keep_every.is_some_and(|every| seq % every.max(1) == 0) {
             let info = AckInfo { seq, id: ack.id, version: ack.version, timestamp_us: ack.timestamp_us };
             sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(info);
         }
     });
     bar.finish_and_clear();
+    watchdog.finish();
     let report = report?;
     let acks = std::mem::take(&mut *kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     Ok(Loaded { report, fdatasyncs: fdatasyncs(store) - fsyncs_before, acks })
