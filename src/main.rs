@@ -172,6 +172,12 @@ enum Command {
         /// Scratch directory on the disk to measure; removed afterwards.
         #[arg(long, default_value = "./tidelog-bench")]
         dir: PathBuf,
+        /// Where report.json and report.svg are written.
+        #[arg(long, default_value = "target/bench")]
+        report_dir: PathBuf,
+        /// Skip the peer databases (when built with the `peers` feature).
+        #[arg(long)]
+        no_peers: bool,
     },
     /// Export events as a Hive-partitioned Parquet dataset (tenant_id=<t>/date=<YYYY-MM-DD>/*.parquet)
     /// that DuckDB, DataFusion, Spark, pandas or pyarrow read directly.
@@ -272,8 +278,10 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    if let Command::Bench { scale, dir } = &cli.command {
-        return tidelog::bench::run(dir, *scale).map_err(|e| e.to_string());
+    if let Command::Bench { scale, dir, report_dir, no_peers } = &cli.command {
+        let options = tidelog::bench::Options::new(dir, *scale).report_dir(report_dir);
+        let options = if *no_peers { options.peers(false) } else { options };
+        return tidelog::bench::run_with(&options).map(|_| ()).map_err(|e| e.to_string());
     }
     if let Command::Inspect { dir } = &cli.command {
         // Read-only: no lock, no recovery (which would truncate torn tails).

@@ -1,0 +1,51 @@
+//! Workload 1, seed: single-event appends from one caller (each awaited before the next), then point
+//! reads by id in random order from the calling thread.
+
+use std::time::Instant;
+
+use super::{load, open, Ctx};
+use crate::bench::report::{LatencyRow, Report, ThroughputRow};
+use crate::bench::stats::LatencyUs;
+use crate::bench::{other_error, progress, table, targets};
+use crate::loadgen::{latency_histogram, LoadSpec};
+use crate::Error;
+
+pub const WORKLOAD: &str = "seed";
+pub const SETUP: &str = "2 shards, FSYNC_INTERVAL=100, 1 caller, single";
+pub const OP_GET: &str = "get by id, random order";
+
+pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
+    let events = ctx.scaled(100_000, 1_000);
+    let (store, dir) = open(ctx, "seed", 2, 100)?;
+    let spec = LoadSpec { tasks: 1, events, batch_size: 1, ..LoadSpec::default() };
+    let loaded = load(&store, &spec, "seed: single appends, 1 caller", Some(1))?;
+    let row = ThroughputRow::new(WORKLOAD, "tidelog", SETUP.into(), events, loaded.report.elapsed.as_secs_f64())
+        .latency(LatencyUs::of(&loaded.report.latency_ns))
+        .fdatasyncs(loaded.fdatasyncs);
+
+    let mut ids: Vec<uuid::Uuid> = loaded.acks.iter().map(|a| a.id).collect();
+    fastrand::shuffle(&mut ids);
+    let bar = progress::bar(ids.len() as u64, "seed: point reads");
+    let mut reads_ns = latency_histogram();
+    let mut missing = 0u64;
+    for (i, id) in ids.iter().enumerate() {
+        let t = Instant::now();
+        let event = store.get("default", id);
+        reads_ns.saturating_record(t.elapsed().as_nanos() as u64);
+        missing += u64::from(event.is_none());
+        progress::step(&bar, i as u64);
+    }
+    bar.finish_and_clear();
+    store.close()?;
+    ctx.remove(&dir);
+    if missing > 0 {
+        return Err(other_error("seed", format!("{missing} acknowledged events not found by id")));
+    }
+    let read = LatencyRow::new(WORKLOAD, "tidelog", OP_GET, LatencyUs::of(&reads_ns), 1.0)
+        .target_p99(targets::POINT_READ_P99_US);
+    table::print_throughput("1. seed: single-event appends from one caller", std::slice::from_ref(&row));
+    table::print_latency("1. seed: point reads (calling thread)", std::slice::from_ref(&read));
+    report.throughput.push(row);
+    report.latency.push(read);
+    Ok(())
+}
