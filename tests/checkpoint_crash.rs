@@ -17,18 +17,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::block_on;
+use common::{block_on, parse_ack, Ack};
 use tidelog::{Query, Store};
 
 const SHARDS: usize = 2;
 const ENTITIES: u64 = 400;
-
-struct Ack {
-    id: uuid::Uuid,
-    tenant: String,
-    entity: String,
-    version: u64,
-}
 
 struct Round {
     fsync_interval_ms: u32,
@@ -60,15 +53,11 @@ fn run_and_kill(dir: &Path, round: &Round) -> Vec<Ack> {
         let mut acks = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let parts: Vec<&str> = line.split(' ').collect();
-            // A line cut short by the kill has no trailing fields and is not an acknowledgement.
-            if let ["ack", id, tenant, entity, version] = parts[..] {
-                if let (Ok(id), Ok(version)) = (id.parse(), version.parse()) {
-                    if acks.is_empty() {
-                        let _ = first_ack_tx.send(());
-                    }
-                    acks.push(Ack { id, tenant: tenant.into(), entity: entity.into(), version });
+            if let Some(ack) = parse_ack(&line) {
+                if acks.is_empty() {
+                    let _ = first_ack_tx.send(());
                 }
+                acks.push(ack);
             }
         }
         acks

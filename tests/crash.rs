@@ -9,15 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::block_on;
+use common::{block_on, parse_ack, Ack};
 use tidelog::{Query, Store};
-
-struct Ack {
-    id: uuid::Uuid,
-    tenant: String,
-    entity: String,
-    version: u64,
-}
 
 /// Runs `tidelog load --print-acks` and kills it with SIGKILL after `kill_after`; returns the acks it printed.
 fn run_and_kill(dir: &std::path::Path, fsync_interval_ms: u32, kill_after: Duration) -> Vec<Ack> {
@@ -34,13 +27,7 @@ fn run_and_kill(dir: &std::path::Path, fsync_interval_ms: u32, kill_after: Durat
         let mut acks = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let parts: Vec<&str> = line.split(' ').collect();
-            // A line cut short by the kill has no trailing fields and is not an acknowledgement.
-            if let ["ack", id, tenant, entity, version] = parts[..] {
-                if let (Ok(id), Ok(version)) = (id.parse(), version.parse()) {
-                    acks.push(Ack { id, tenant: tenant.into(), entity: entity.into(), version });
-                }
-            }
+            acks.extend(parse_ack(&line));
         }
         acks
     });
