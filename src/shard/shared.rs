@@ -19,9 +19,6 @@ use crate::query::{fold_state, sort_key, EntityState, Order, Query};
 #[derive(Debug, Default)]
 pub struct EntityEntry {
     pub positions: Vec<u64>,
-    /// The events at `positions` (shared handles): an entity's history is read under one lookup instead
-    /// of one map lookup per event.
-    pub events: Vec<StoredEvent>,
     pub last_version: u64,
     /// Timestamps never decrease in version order, so version order is also (timestamp, position) order.
     pub ts_sorted: bool,
@@ -239,7 +236,6 @@ impl ShardShared {
             entry.ts_sorted &= entry.positions.is_empty() || ts >= entry.last_timestamp_us;
             entry.last_timestamp_us = entry.last_timestamp_us.max(ts);
             entry.positions.push(position);
-            entry.events.push(event.clone());
             entry.last_version = version;
         };
         match self.by_entity.get_mut(scratch.as_str()) {
@@ -294,22 +290,9 @@ impl ShardShared {
         let Some(entry) = self.by_entity.get(key.as_str()) else {
             return (Vec::new(), true);
         };
+        // Copy the positions and let go of the map's lock before touching the events.
         let end = entry.positions.partition_point(|&p| p <= visible);
         (entry.positions[..end].to_vec(), entry.ts_sorted)
-    }
-
-    /// Runs `read` on an entity's visible events (in version order) and whether that is also time order,
-    /// under the map's read lock: `read` must be brief.
-    fn with_entity_events<R>(&self, tenant_id: &str, entity_id: &str, read: impl FnOnce(&[StoredEvent], bool) -> R) -> R {
-        let visible = self.visible_position();
-        let key = entity_key(tenant_id, entity_id);
-        match self.by_entity.get(key.as_str()) {
-            Some(entry) => {
-                let end = entry.positions.partition_point(|&p| p <= visible);
-                read(&entry.events[..end], entry.ts_sorted)
-            }
-            None => read(&[], true),
-        }
     }
 
     /// An entity's events matching `query`, sorted in its order, at most `want` of them.
@@ -321,32 +304,34 @@ impl ShardShared {
     }
 
     fn entity_query_inner(&self, query: &Query, entity_id: &str, want: usize) -> Vec<StoredEvent> {
-        let matching = |e: &&StoredEvent| query.matches(e);
-        let (mut events, ts_sorted) = self.with_entity_events(&query.tenant_id, entity_id, |events, ts_sorted| {
-            // In time order already: take only what is wanted. Otherwise everything matching, sorted below.
-            let taken: Vec<StoredEvent> = match (ts_sorted, query.order) {
-                (true, Order::Asc) => events.iter().filter(matching).take(want).cloned().collect(),
-                (true, Order::Desc) => events.iter().rev().filter(matching).take(want).cloned().collect(),
-                (false, _) => events.iter().filter(matching).cloned().collect(),
-            };
-            (taken, ts_sorted)
-        });
-        if !ts_sorted {
+        let (positions, ts_sorted) = self.entity_positions(&query.tenant_id, entity_id);
+        let fetch = |p: &u64| self.get_any(*p);
+        if ts_sorted {
+            let matching = |e: &StoredEvent| query.matches(e);
+            match query.order {
+                Order::Asc => positions.iter().filter_map(fetch).filter(matching).take(want).collect(),
+                Order::Desc => positions.iter().rev().filter_map(fetch).filter(matching).take(want).collect(),
+            }
+        } else {
+            let mut events: Vec<StoredEvent> = positions.iter().filter_map(fetch).filter(|e| query.matches(e)).collect();
             events.sort_by_key(sort_key);
             if query.order == Order::Desc {
                 events.reverse();
             }
             events.truncate(want);
+            events
         }
-        events
     }
 
     /// An entity's state: its visible events with timestamp <= `as_of_us`, folded in version order.
     pub fn entity_state(&self, tenant_id: &str, entity_id: &str, as_of_us: Option<i64>) -> Option<EntityState> {
+        let (positions, _) = self.entity_positions(tenant_id, entity_id);
         let as_of = as_of_us.unwrap_or(i64::MAX);
-        let events: Vec<StoredEvent> = self.with_entity_events(tenant_id, entity_id, |events, _| {
-            events.iter().filter(|e| e.timestamp_us() <= as_of).cloned().collect()
-        });
+        let events: Vec<StoredEvent> = positions
+            .iter()
+            .filter_map(|p| self.get_any(*p))
+            .filter(|e| e.timestamp_us() <= as_of)
+            .collect();
         fold_state(&events)
     }
 }
