@@ -19,6 +19,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod coordinator;
+pub mod durable;
 pub mod error;
 pub mod event;
 pub mod loadgen;

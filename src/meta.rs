@@ -1,7 +1,6 @@
 //! The data directory's metadata file and its lock.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -48,21 +47,13 @@ pub fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -> Resul
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let meta = Meta { format_version: FORMAT_VERSION, shards: if shards == 0 { default_shards } else { shards } };
-            let tmp = dir.join(format!("{META_FILE}.tmp"));
-            let mut file = File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-            file.write_all(&serde_json::to_vec_pretty(&meta).expect("serialisable"))
-                .and_then(|_| file.sync_all())
-                .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("rename {}", tmp.display()), e))?;
-            sync_dir(dir)?;
+            let bytes = serde_json::to_vec_pretty(&meta).expect("serialisable");
+            crate::durable::replace_file(&path, &bytes)
+                .map_err(|e| Error::io(format!("{} {}", e.op, e.path.display()), e.source))?;
             Ok(meta)
         }
         Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
     }
-}
-
-pub fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("fsync {}", dir.display()), e))
 }
 
 /// An exclusive lock on the data directory, held while the store is open (released by the kernel if

@@ -45,6 +45,12 @@ pub enum CheckpointError {
     ManifestMissing { dir: PathBuf, manifest: &'static str, wal_first_position: u64 },
 }
 
+impl From<crate::durable::StepError> for CheckpointError {
+    fn from(e: crate::durable::StepError) -> CheckpointError {
+        CheckpointError::Io { op: e.op, path: e.path, source: e.source }
+    }
+}
+
 impl CheckpointError {
     /// Wraps an I/O error with what was done to which file.
     pub fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CheckpointError + 'a {

@@ -208,5 +208,5 @@ fn set_aside(dir: &Path, name: &str, reason: String, found: &mut Vec<SetAsideFil
     }
     tracing::warn!(file = %to.display(), "checkpoint file set aside: {reason}");
     found.push(SetAsideFile { path: to, reason });
-    super::manifest::sync_dir(dir)
+    Ok(crate::durable::sync_dir(dir)?)
 }

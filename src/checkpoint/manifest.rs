@@ -2,8 +2,7 @@
 //! atomically (temporary file, fdatasync, rename, fsync of the directory), so a reader sees the old
 //! manifest or the new one, never a mix.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -86,27 +85,9 @@ impl Manifest {
 
     /// Replaces the manifest of `dir` atomically and durably (blocking: run it off the executor).
     pub fn store(&self, dir: &Path) -> Result<(), CheckpointError> {
-        let path = dir.join(MANIFEST_FILE);
-        let tmp = tmp_path(&path);
-        let io = CheckpointError::io;
-        let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(&serde_json::to_vec_pretty(self).expect("serialisable")).map_err(io("write", &tmp))?;
-        file.sync_data().map_err(io("fdatasync", &tmp))?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
-        sync_dir(dir)
+        let bytes = serde_json::to_vec_pretty(self).expect("serialisable");
+        Ok(crate::durable::replace_file(&dir.join(MANIFEST_FILE), &bytes)?)
     }
-}
-
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().expect("a file path").to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-/// Makes the directory's entries (creations, renames, removals) durable.
-pub fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(CheckpointError::io("fsync directory", dir))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ mod writer;
 
 pub use error::CheckpointError;
 pub use load::{check_checkpoint, load_checkpoints, CheckpointDamage, CheckpointLoad, SetAsideFile, SET_ASIDE_DIR};
-pub use manifest::{sync_dir as sync_dir_of, CheckpointFile, Manifest, MANIFEST_FILE};
+pub use manifest::{CheckpointFile, Manifest, MANIFEST_FILE};
 pub(crate) use writer::blocking;
 pub use writer::{checkpoint_name, parse_checkpoint_name, write_events};
 

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use parquet::arrow::ArrowWriter;
 
 use super::error::CheckpointError;
-use super::manifest::{sync_dir, tmp_path, CheckpointFile};
+use super::manifest::CheckpointFile;
+use crate::durable::{sync_dir, tmp_path};
 use super::schema::{schema, writer_properties, BatchBuilder};
 use crate::event::StoredEvent;
 
@@ -100,7 +101,7 @@ pub async fn write_events(
     blocking(move || {
         file.sync_data().map_err(CheckpointError::io("fdatasync", &tmp_owned))?;
         std::fs::rename(&tmp_owned, &path_owned).map_err(CheckpointError::io("rename", &tmp_owned))?;
-        sync_dir(&dir_owned)
+        Ok::<(), CheckpointError>(sync_dir(&dir_owned)?)
     })
     .await?;
     Ok(CheckpointFile { file: name.to_string(), first_position, last_position, events: rows, size_bytes, crc32 })

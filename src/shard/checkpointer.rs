@@ -152,7 +152,7 @@ impl Checkpointer {
                 removed += 1;
             }
             if removed > 0 {
-                crate::checkpoint::sync_dir_of(&wal_dir)?;
+                crate::durable::sync_dir(&wal_dir)?;
             }
             Ok(removed)
         })
@@ -185,7 +185,7 @@ impl Checkpointer {
                 let path = dir.join(name);
                 std::fs::remove_file(&path).map_err(CheckpointError::io("remove", &path))?;
             }
-            crate::checkpoint::sync_dir_of(&dir)
+            Ok(crate::durable::sync_dir(&dir)?)
         })
         .await?;
         self.shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
