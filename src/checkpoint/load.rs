@@ -34,19 +34,25 @@ pub struct SetAsideFile {
     pub reason: String,
 }
 
-/// What loading the checkpoints found.
+/// What loading the checkpoints found (part of the shard's recovery report).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    pub files: u32,
+    pub events: u64,
+    /// The last position the checkpoints cover: the WAL is replayed after it.
+    pub covered_position: u64,
+    /// Events of damaged checkpoints set aside under `CheckpointDamage::SetAside`, in no other place.
+    pub events_lost: u64,
+    /// Files moved to `set-aside/`, with the reason.
+    pub set_aside: Vec<SetAsideFile>,
+    pub duration: Duration,
+}
+
+/// The result of loading: the manifest in force afterwards (damaged checkpoints taken out) and the summary.
 #[derive(Debug, Clone, Default)]
 pub struct CheckpointLoad {
-    /// The manifest in force afterwards (damaged checkpoints taken out).
     pub manifest: Manifest,
-    pub events: u64,
-    pub files: u32,
-    pub set_aside: Vec<SetAsideFile>,
-    /// Events of damaged checkpoints that were in no other place (SetAside policy only).
-    pub events_lost: u64,
-    /// The WAL is replayed after this position.
-    pub covered_position: u64,
-    pub duration: Duration,
+    pub summary: CheckpointSummary,
 }
 
 /// Loads the checkpoints of one shard in position order, handing each event to `on_event`.
@@ -72,28 +78,28 @@ pub fn load_checkpoints(
         }
     }
     let mut load = CheckpointLoad { manifest: Manifest::empty(shard), ..Default::default() };
-    set_aside_strays(dir, &manifest, &mut load.set_aside)?;
+    set_aside_strays(dir, &manifest, &mut load.summary.set_aside)?;
 
     let mut entries = manifest.checkpoints.iter();
     while let Some(entry) = entries.next() {
         let path = dir.join(&entry.file);
-        let reason = match read_checkpoint(&path, entry, load.covered_position) {
+        let reason = match read_checkpoint(&path, entry, load.summary.covered_position) {
             Ok(events) => {
-                load.events += events.len() as u64;
-                load.files += 1;
-                load.covered_position = entry.last_position;
+                load.summary.events += events.len() as u64;
+                load.summary.files += 1;
+                load.summary.covered_position = entry.last_position;
                 load.manifest.checkpoints.push(entry.clone());
                 events.into_iter().for_each(&mut on_event);
                 continue;
             }
             Err(reason) => reason,
         };
-        if wal_first_position.is_some_and(|first| first <= load.covered_position + 1) {
+        if wal_first_position.is_some_and(|first| first <= load.summary.covered_position + 1) {
             // The WAL still holds everything from here on (segments are deleted oldest first), so this
             // checkpoint and all later ones are redundant: replay the WAL instead.
-            set_aside(dir, &entry.file, format!("{reason}; its events are replayed from the WAL"), &mut load.set_aside)?;
+            set_aside(dir, &entry.file, format!("{reason}; its events are replayed from the WAL"), &mut load.summary.set_aside)?;
             for later in entries.by_ref() {
-                set_aside(dir, &later.file, "follows a damaged checkpoint; replayed from the WAL".into(), &mut load.set_aside)?;
+                set_aside(dir, &later.file, "follows a damaged checkpoint; replayed from the WAL".into(), &mut load.summary.set_aside)?;
             }
             break;
         }
@@ -117,16 +123,16 @@ pub fn load_checkpoints(
                     entry.first_position,
                     entry.last_position
                 );
-                set_aside(dir, &entry.file, reason, &mut load.set_aside)?;
-                load.events_lost += entry.events;
-                load.covered_position = entry.last_position;
+                set_aside(dir, &entry.file, reason, &mut load.summary.set_aside)?;
+                load.summary.events_lost += entry.events;
+                load.summary.covered_position = entry.last_position;
             }
         }
     }
     if load.manifest != manifest {
         load.manifest.store(dir)?;
     }
-    load.duration = started.elapsed();
+    load.summary.duration = started.elapsed();
     Ok(load)
 }
 

@@ -10,7 +10,7 @@ pub mod schema;
 mod writer;
 
 pub use error::CheckpointError;
-pub use load::{check_checkpoint, load_checkpoints, CheckpointDamage, CheckpointLoad, SetAsideFile, SET_ASIDE_DIR};
+pub use load::{check_checkpoint, load_checkpoints, CheckpointDamage, CheckpointLoad, CheckpointSummary, SetAsideFile, SET_ASIDE_DIR};
 pub use manifest::{CheckpointFile, Manifest, MANIFEST_FILE};
 pub(crate) use writer::blocking;
 pub use writer::{checkpoint_name, parse_checkpoint_name, write_events};

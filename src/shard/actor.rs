@@ -26,7 +26,7 @@ use crate::event::{Event, NewEvent, StoredEvent};
 use crate::query::{Query, TenantStats};
 use crate::wal::io::{WalFile, WalStorage};
 use crate::wal::record::append_frame;
-use crate::wal::recovery::{recover, CheckpointSummary, MidLogCorruption, RecoveryReport};
+use crate::wal::recovery::{recover, MidLogCorruption, RecoveryReport};
 use crate::wal::segment::list_segments;
 use crate::wal::writer::{CurrentFile, WalWriter};
 use crate::wal::{FsyncMode, GroupCommit, WalError};
@@ -393,7 +393,7 @@ pub(crate) async fn run_shard<S: WalStorage>(
             return;
         }
     };
-    let recovered = recover(&*storage, &ctx.wal_dir, shared.index, ctx.mid_log_corruption, loaded.covered_position, insert).await;
+    let recovered = recover(&*storage, &ctx.wal_dir, shared.index, ctx.mid_log_corruption, loaded.summary.covered_position, insert).await;
     let (mut report, open_segment) = match recovered {
         Ok(r) => r,
         Err(e) => {
@@ -401,14 +401,7 @@ pub(crate) async fn run_shard<S: WalStorage>(
             return;
         }
     };
-    report.checkpoints = CheckpointSummary {
-        files: loaded.files,
-        events: loaded.events,
-        covered_position: loaded.covered_position,
-        events_lost: loaded.events_lost,
-        set_aside: loaded.set_aside,
-        duration: loaded.duration,
-    };
+    report.checkpoints = loaded.summary;
     shared.recovered(report.events(), report.last_position);
     let checkpointer = Rc::new(Checkpointer::new(
         ctx.checkpoint_dir.clone(),
@@ -489,22 +482,13 @@ async fn acceptor(
                     let closed = done.recv().await.unwrap_or(Ok(()));
                     if closed.is_ok() {
                         // Everything is synced: a last checkpoint makes the next open fast.
-                        let (checkpointer, synced) = {
-                            let core = core.borrow();
-                            (core.checkpointer.clone(), core.commit.synced())
-                        };
-                        checkpointer.run(synced).await;
+                        checkpoint_now(core).await;
                     }
                     let _ = reply.send(closed);
                     return true;
                 }
                 ShardMsg::Checkpoint { reply } => {
-                    let (checkpointer, synced) = {
-                        let core = core.borrow();
-                        (core.checkpointer.clone(), core.commit.synced())
-                    };
-                    checkpointer.run(synced).await;
-                    let _ = reply.send(checkpointer.covered_position());
+                    let _ = reply.send(checkpoint_now(core).await);
                 }
                 ShardMsg::Halt => return true,
             }
@@ -623,6 +607,16 @@ async fn syncer_task<F: WalFile>(core: Rc<RefCell<Core>>, current_file: CurrentF
             Err(e) => core.borrow_mut().fail(&WalError::io("fdatasync", path)(e)),
         }
     }
+}
+
+/// Checkpoints everything synced so far; returns the position the checkpoints cover afterwards.
+async fn checkpoint_now(core: &Rc<RefCell<Core>>) -> u64 {
+    let (checkpointer, synced) = {
+        let core = core.borrow();
+        (core.checkpointer.clone(), core.commit.synced())
+    };
+    checkpointer.run(synced).await;
+    checkpointer.covered_position()
 }
 
 /// Writes checkpoints when they are due (checked a few times a second), and first deletes WAL segments

@@ -39,21 +39,7 @@ pub struct RecoveryReport {
     pub segments_covered: u32,
     pub duration: Duration,
     /// Filled by the shard from its checkpoints (loaded before the WAL).
-    pub checkpoints: CheckpointSummary,
-}
-
-/// What a shard loaded from its checkpoints before replaying the WAL.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CheckpointSummary {
-    pub files: u32,
-    pub events: u64,
-    /// The last position the checkpoints cover: the WAL was replayed after it.
-    pub covered_position: u64,
-    /// Events of damaged checkpoints set aside under `CheckpointDamage::SetAside`.
-    pub events_lost: u64,
-    /// Files moved to `set-aside/`, with the reason.
-    pub set_aside: Vec<crate::checkpoint::SetAsideFile>,
-    pub duration: Duration,
+    pub checkpoints: crate::checkpoint::CheckpointSummary,
 }
 
 impl RecoveryReport {
