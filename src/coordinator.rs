@@ -16,9 +16,9 @@ use crate::error::Error;
 use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
 use crate::meta::{self, DirLock};
 use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult, TenantStats};
-use crate::shard::{run_shard, shard_for, LocalTaskFactory, ShardContext, ShardMsg, ShardShared};
+use crate::shard::{append_local, run_shard, shard_for, LocalTaskFactory, Reply, ShardContext, ShardMsg, ShardShared};
 use crate::wal::fault::FaultyStorage;
-use crate::wal::io::DmaStorage;
+use crate::wal::io::FileStorage;
 use crate::wal::RecoveryReport;
 
 /// What an append returns for each event.
@@ -40,6 +40,8 @@ pub struct ShardStatus {
     pub events: u64,
     pub visible_position: u64,
     pub events_appended: u64,
+    /// Append calls taken on the shard's own thread (no channel, no wake).
+    pub direct_appends: u64,
     pub wal_writes: u64,
     pub wal_bytes: u64,
     pub fsyncs: u64,
@@ -129,7 +131,7 @@ impl Store {
                 .spawn(move || async move {
                     match fault_plan {
                         Some(plan) => run_shard(FaultyStorage { plan }, ctx, on_recovered).await,
-                        None => run_shard(DmaStorage, ctx, on_recovered).await,
+                        None => run_shard(FileStorage, ctx, on_recovered).await,
                     }
                 });
             match spawned {
@@ -249,10 +251,48 @@ impl Store {
         let mut replies = Vec::new();
         for (shard, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
             let (reply, rx) = oneshot::channel();
-            self.send(shard, ShardMsg::Append { events: part, reply }).await?;
+            self.send_append(shard, part, Reply::Batch(reply)).await?;
             replies.push(rx);
         }
         collect_acks(replies, total).await
+    }
+
+    /// Hands an append to its shard: directly when the caller runs on that shard's executor, else through
+    /// the shard's inbox (waiting while it is full).
+    async fn send_append(&self, shard: usize, events: Vec<(usize, NewEvent)>, reply: Reply) -> Result<(), Error> {
+        let (events, reply) = match self.try_local(shard, events, reply)? {
+            None => return Ok(()),
+            Some(given_back) => given_back,
+        };
+        self.send(shard, append_msg(events, reply)).await
+    }
+
+    /// The direct path of [`Store::send_append`]; gives the append back when it cannot be taken here.
+    #[allow(clippy::type_complexity)]
+    fn try_local(&self, shard: usize, events: Vec<(usize, NewEvent)>, reply: Reply) -> Result<Option<(Vec<(usize, NewEvent)>, Reply)>, Error> {
+        let _sending = Sending::start(&self.inner)?;
+        Ok(append_local(&self.inner.shards[shard].shared, events, reply).err())
+    }
+
+    /// Starts a group of independent appends to one shard (see [`crate::Producer`]). Returns the answer's
+    /// receiver and, when the shard's inbox was full, the send still to be driven to completion.
+    pub(crate) fn dispatch_each(&self, shard: usize, events: Vec<(usize, NewEvent)>) -> (Option<PendingSend>, EachReceiver) {
+        let n = events.len();
+        let (reply, rx) = oneshot::channel();
+        let (events, reply) = match self.try_local(shard, events, Reply::Each((reply, n))) {
+            // Closed: the reply is dropped, and the receiver reports it.
+            Err(_) | Ok(None) => return (None, rx),
+            Ok(Some(given_back)) => given_back,
+        };
+        let msg = {
+            let Ok(_sending) = Sending::start(&self.inner) else { return (None, rx) };
+            match self.inner.shards[shard].inbox.try_send(append_msg(events, reply)) {
+                Ok(()) | Err(flume::TrySendError::Disconnected(_)) => return (None, rx),
+                Err(flume::TrySendError::Full(msg)) => msg,
+            }
+        };
+        let store = self.clone();
+        (Some(Box::pin(async move { store.send(shard, msg).await })), rx)
     }
 
     /// A batch that spans shards and carries expected versions or client ids: every shard first checks
@@ -414,6 +454,7 @@ impl Store {
                     events: s.shared.event_count(),
                     visible_position: s.shared.visible_position(),
                     events_appended: stats.events_appended.load(Ordering::Relaxed),
+                    direct_appends: stats.direct_appends.load(Ordering::Relaxed),
                     wal_writes: stats.wal_writes.load(Ordering::Relaxed),
                     wal_bytes: stats.wal_bytes.load(Ordering::Relaxed),
                     fsyncs: stats.fsyncs.load(Ordering::Relaxed),
@@ -483,6 +524,18 @@ impl Store {
     async fn send(&self, shard: usize, msg: ShardMsg) -> Result<(), Error> {
         let _sending = Sending::start(&self.inner)?;
         self.inner.shards[shard].inbox.send_async(msg).await.map_err(|_| Error::Closed)
+    }
+}
+
+/// The answer to a group of independent appends.
+pub(crate) type EachReceiver = oneshot::Receiver<Vec<Result<AppendAck, Error>>>;
+/// A send waiting for room in a shard's inbox.
+pub(crate) type PendingSend = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>;
+
+fn append_msg(events: Vec<(usize, NewEvent)>, reply: Reply) -> ShardMsg {
+    match reply {
+        Reply::Batch(reply) => ShardMsg::Append { events, reply },
+        Reply::Each(reply) => ShardMsg::AppendEach { events, reply },
     }
 }
 

@@ -23,6 +23,9 @@ pub struct LoadSpec {
     pub batch_size: usize,
     /// Approximate payload size.
     pub payload_bytes: usize,
+    /// 0: every task awaits each append before the next. N > 0: one caller pipelines single-event
+    /// appends through a [`crate::Producer`] with up to N in flight (`tasks` and `batch_size` unused).
+    pub pipeline_window: usize,
 }
 
 impl Default for LoadSpec {
@@ -34,6 +37,7 @@ impl Default for LoadSpec {
             tenant_id: "default".into(),
             batch_size: 1,
             payload_bytes: 200,
+            pipeline_window: 0,
         }
     }
 }
@@ -72,20 +76,14 @@ pub fn run_load(
     spec: &LoadSpec,
     on_ack: impl Fn(&AppendAck, u64) + Send + 'static,
 ) -> Result<LoadReport, Error> {
+    if spec.pipeline_window > 0 {
+        return run_pipelined(store, spec, spec.pipeline_window, on_ack);
+    }
     let store = store.clone();
     let spec = spec.clone();
     let handle = LocalExecutorBuilder::new(Placement::Unbound)
         .name("tidelog-load")
         .spawn(move || async move {
-            // Acks arrive as wakeups from the shard threads. Twice a stress run saw this executor asleep
-            // with an ack pending until something interrupted it; a periodic timer bounds such a stall.
-            // (Shard executors have their own periodic tasks.)
-            glommio::spawn_local(async {
-                loop {
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                }
-            })
-            .detach();
             let next = Rc::new(Cell::new(0u64));
             let on_ack = Rc::new(on_ack);
             let started = Instant::now();
@@ -120,6 +118,44 @@ pub fn run_load(
                 }
             }
             result.map(|()| LoadReport { events: spec.events, elapsed: started.elapsed(), latency_ns })
+        })
+        .map_err(|e| Error::io("start load executor", e.into()))?;
+    handle.join().map_err(|e| Error::io("load executor", e.into()))?
+}
+
+/// Runs `spec` through one [`crate::Producer`] on one task: single-event appends with up to `window` in
+/// flight, acknowledged in order. `on_ack` sees every acknowledgement with its sequence number.
+fn run_pipelined(
+    store: &Store,
+    spec: &LoadSpec,
+    window: usize,
+    on_ack: impl Fn(&AppendAck, u64) + Send + 'static,
+) -> Result<LoadReport, Error> {
+    let store = store.clone();
+    let spec = spec.clone();
+    let handle = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("tidelog-load")
+        .spawn(move || async move {
+            let mut producer = store.producer();
+            let mut latency_ns = latency_histogram();
+            let mut in_flight = std::collections::VecDeque::with_capacity(window);
+            let started = Instant::now();
+            for seq in 0..spec.events {
+                let ack = producer.send(make_event(&spec, seq)).await?;
+                in_flight.push_back((seq, Instant::now(), ack));
+                if in_flight.len() >= window.max(1) {
+                    let (seq, sent, ack) = in_flight.pop_front().expect("window is not empty");
+                    let ack = ack.await?;
+                    latency_ns.saturating_record(sent.elapsed().as_nanos() as u64);
+                    on_ack(&ack, seq);
+                }
+            }
+            while let Some((seq, sent, ack)) = in_flight.pop_front() {
+                let ack = ack.await?;
+                latency_ns.saturating_record(sent.elapsed().as_nanos() as u64);
+                on_ack(&ack, seq);
+            }
+            Ok(LoadReport { events: spec.events, elapsed: started.elapsed(), latency_ns })
         })
         .map_err(|e| Error::io("start load executor", e.into()))?;
     handle.join().map_err(|e| Error::io("load executor", e.into()))?

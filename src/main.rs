@@ -211,6 +211,10 @@ enum Command {
         payload_bytes: usize,
         #[arg(long, default_value = tidelog::DEFAULT_TENANT)]
         tenant: String,
+        /// Pipeline single-event appends from one caller through a Producer, this many in flight
+        /// (0: `--tasks` callers, each awaiting every append).
+        #[arg(long, default_value_t = 0)]
+        pipeline: usize,
         /// Print `ack <id> <tenant> <entity> <version>` for every acknowledged event.
         #[arg(long)]
         print_acks: bool,
@@ -350,8 +354,8 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Load { tasks, events, entities, batch_size, payload_bytes, tenant, print_acks } => {
-            let spec = LoadSpec { tasks, events, entities, tenant_id: tenant, batch_size, payload_bytes };
+        Command::Load { tasks, events, entities, batch_size, payload_bytes, tenant, pipeline, print_acks } => {
+            let spec = LoadSpec { tasks, events, entities, tenant_id: tenant, batch_size, payload_bytes, pipeline_window: pipeline };
             let printed = spec.clone();
             let report = run_load(&store, &spec, move |ack, seq| {
                 if print_acks {

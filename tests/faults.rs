@@ -199,9 +199,13 @@ fn failed_write_under_concurrent_appenders() {
         assert_eq!(report(&store).records_skipped, 0);
         let stored = check_acked_exactly_once(&store, &run.acked, &run.sent);
         if fault == WriteFault::Io {
-            // Every write before the failed one was synced and all of its appends acknowledged; nothing of
-            // the failed write reached the file.
-            assert_eq!(stored.len(), run.acked.len(), "{fault:?}: {}", report(&store));
+            // Nothing of the failed write reached the file. The fdatasync runs beside the next write, so
+            // a write that completed but was not yet synced when the failure came may be on disk, its
+            // appends failed (outcome unknown to their callers, as with any failed commit): at most what
+            // the writes before the failed one held beyond the acknowledged.
+            assert!(stored.len() >= run.acked.len(), "{fault:?}: {}", report(&store));
+            let (writes_ok, _) = plan.counts();
+            assert!(writes_ok >= 20, "{fault:?}: the failure came after 20 writes");
         }
         // (A torn write may leave whole records of some of the failed appends: their outcome was unknown
         // to their callers, and they are there once, in version order, which the check above covers.)

@@ -13,29 +13,79 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_channel::oneshot;
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use uuid::Uuid;
 
 use super::checkpointer::Checkpointer;
 use super::index::LocalIndex;
 use super::shared::{write_key, ShardShared};
-use crate::checkpoint::{load_checkpoints, CheckpointDamage, CheckpointSettings};
+use crate::checkpoint::{CheckpointDamage, CheckpointSettings};
 use crate::coordinator::AppendAck;
 use crate::error::Error;
 use crate::event::{Event, NewEvent, StoredEvent};
 use crate::query::{Query, TenantStats};
-use crate::wal::io::{WalFile, WalStorage};
-use crate::wal::record::append_frame;
-use crate::wal::recovery::{recover, MidLogCorruption, RecoveryReport};
-use crate::wal::segment::list_segments;
-use crate::wal::writer::{CurrentFile, WalWriter};
-use crate::wal::{FsyncMode, GroupCommit, WalError};
+use crate::wal::io::WalStorage;
+use crate::wal::recovery::{MidLogCorruption, RecoveryReport};
+use super::recover::recover_shard;
+use crate::wal::writer::WalWriter;
+use crate::wal::{CommitSink, FsyncMode, Wal, WalError};
 
 /// Each event with its index in the client's batch.
 pub type AppendReply = oneshot::Sender<Result<Vec<(usize, AppendAck)>, Error>>;
+/// One result per event of a group of independent appends, in the group's order; and the group's size.
+pub type EachReply = (oneshot::Sender<Vec<Result<AppendAck, Error>>>, usize);
+
+/// How an append is answered.
+pub(crate) enum Reply {
+    /// An atomic batch (or one event): every ack, or one error for all.
+    Batch(AppendReply),
+    /// Independent events (a producer's group): a result each.
+    Each(EachReply),
+}
+
+impl Reply {
+    /// Answers every event with the error `make` builds: a failed shard acknowledges nothing.
+    fn fail_all(self, mut make: impl FnMut() -> Error) {
+        match self {
+            Reply::Batch(reply) => {
+                let _ = reply.send(Err(make()));
+            }
+            Reply::Each(reply) => {
+                let n = reply_len(&reply);
+                let _ = reply.0.send((0..n).map(|_| Err(make())).collect());
+            }
+        }
+    }
+
+    /// Answers with `acks` and, for independent events, the `errors` of the ones refused at once.
+    fn answer(self, acks: Vec<(usize, AppendAck)>, errors: Vec<(usize, Error)>) {
+        match self {
+            Reply::Batch(reply) => {
+                debug_assert!(errors.is_empty());
+                let _ = reply.send(Ok(acks));
+            }
+            Reply::Each(reply) => {
+                let mut results: Vec<Option<Result<AppendAck, Error>>> = (0..reply_len(&reply)).map(|_| None).collect();
+                for (index, ack) in acks {
+                    results[index] = Some(Ok(ack));
+                }
+                for (index, error) in errors {
+                    results[index] = Some(Err(error));
+                }
+                let _ = reply.0.send(results.into_iter().map(|r| r.expect("one result per event")).collect());
+            }
+        }
+    }
+}
+
+fn reply_len(reply: &EachReply) -> usize {
+    reply.1
+}
 
 pub(crate) enum ShardMsg {
     Append { events: Vec<(usize, NewEvent)>, reply: AppendReply },
+    /// Independent single-event appends (a producer's group): each is checked and acknowledged on its
+    /// own, and all are answered together. Indexes are 0..n in order.
+    AppendEach { events: Vec<(usize, NewEvent)>, reply: EachReply },
     /// Phase one of a batch that spans shards and carries expected versions: check this shard's part
     /// and hold its entities until `Commit` or `Abort`. Refused at once, never queued, if another such
     /// batch holds one of them, so two batches cannot wait on each other.
@@ -56,6 +106,38 @@ pub(crate) enum ShardMsg {
     Checkpoint { reply: oneshot::Sender<u64> },
 }
 
+thread_local! {
+    /// The shard this thread runs, if any: callers on it append without a channel or a wake.
+    static LOCAL_SHARD: RefCell<Option<(Arc<ShardShared>, std::rc::Weak<RefCell<Core>>)>> = const { RefCell::new(None) };
+}
+
+/// Appends on the shard whose `shared` this is, directly, when the calling task runs on that shard's
+/// executor (the HTTP handlers do); the reply comes from the same thread. Gives the append back when the
+/// caller is elsewhere, the shard is closing or busy, or its staged bytes are at their bound: then it
+/// goes through the shard's bounded inbox like any other.
+pub(crate) fn append_local(
+    shared: &Arc<ShardShared>,
+    events: Vec<(usize, NewEvent)>,
+    reply: Reply,
+) -> Result<(), (Vec<(usize, NewEvent)>, Reply)> {
+    LOCAL_SHARD.with(|local| {
+        let local = local.borrow();
+        let core = match local.as_ref() {
+            Some((mine, core)) if Arc::ptr_eq(mine, shared) => core.upgrade(),
+            _ => None,
+        };
+        let Some(core) = core else { return Err((events, reply)) };
+        let Ok(mut core) = core.try_borrow_mut() else { return Err((events, reply)) };
+        if core.closing || core.wal.staged_bytes() >= core.max_pending_bytes {
+            return Err((events, reply));
+        }
+        core.append(events, reply);
+        core.wal.flush();
+        core.shared.stats.direct_appends.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
 /// Builds a task on the shard's thread (its future need not be Send).
 pub type LocalTaskFactory = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;
 
@@ -73,18 +155,55 @@ pub(crate) struct ShardContext {
     pub inbox: flume::Receiver<ShardMsg>,
 }
 
-struct Waiter {
+pub(crate) struct Waiter {
     acks: Vec<(usize, AppendAck)>,
-    reply: AppendReply,
+    /// Independent events refused at once (only for `Reply::Each`).
+    errors: Vec<(usize, Error)>,
+    reply: Reply,
     accepted: std::time::Instant,
 }
 
-/// Records accepted but not yet handed to the WAL.
-#[derive(Default)]
-struct Pending {
-    frames: Vec<u8>,
-    first_position: u64,
-    last_position: u64,
+/// Why a failed shard refuses appends.
+fn failed_error(shared: &ShardShared) -> Option<Error> {
+    let disk_full = shared.failed_for_space();
+    shared.failure().map(|reason| Error::ShardFailed { shard: shared.index, reason: reason.to_string(), disk_full })
+}
+
+/// What the shard does when its WAL acknowledges or fails.
+struct ShardSink {
+    shared: Arc<ShardShared>,
+}
+
+impl CommitSink<Waiter> for ShardSink {
+    /// Makes acknowledged positions visible, then answers their waiters (so a caller reads its writes).
+    fn release(&self, acked: u64, waiters: Vec<Waiter>) {
+        self.shared.publish(acked);
+        if waiters.is_empty() {
+            return;
+        }
+        let mut latency = self.shared.stats.latency.lock().unwrap();
+        for waiter in waiters {
+            latency.append_ns.saturating_record(waiter.accepted.elapsed().as_nanos() as u64);
+            waiter.reply.answer(waiter.acks, waiter.errors);
+        }
+    }
+
+    /// A write or fdatasync failed: nothing more is acknowledged, by this process, ever.
+    fn fail(&self, error: &WalError, waiters: Vec<Waiter>) {
+        self.shared.fail(error.to_string(), error.is_no_space());
+        for waiter in waiters {
+            waiter.reply.fail_all(|| failed_error(&self.shared).expect("just failed"));
+        }
+    }
+
+    fn wrote(&self, bytes: u64) {
+        self.shared.stats.wal_writes.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.wal_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn synced(&self, elapsed: Duration, events: u64) {
+        self.shared.stats.record_fsync(elapsed, events);
+    }
 }
 
 struct Core {
@@ -92,8 +211,8 @@ struct Core {
     index: LocalIndex,
     next_position: u64,
     last_timestamp_us: i64,
-    pending: Pending,
-    commit: GroupCommit<Waiter>,
+    wal: Rc<Wal<Waiter>>,
+    max_pending_bytes: usize,
     closing: bool,
     /// Reused for index keys.
     scratch: String,
@@ -101,7 +220,7 @@ struct Core {
     prepared: HashMap<u64, Vec<(usize, NewEvent)>>,
     held: HashMap<(String, String), u64>,
     /// Appends to held entities, in arrival order, until their entities are released.
-    parked: std::collections::VecDeque<(Vec<(usize, NewEvent)>, AppendReply)>,
+    parked: std::collections::VecDeque<(Vec<(usize, NewEvent)>, Reply)>,
     checkpointer: Rc<Checkpointer>,
 }
 
@@ -111,30 +230,7 @@ impl Core {
     }
 
     fn failed_error(&self) -> Option<Error> {
-        let disk_full = self.shared.failed_for_space();
-        self.shared.failure().map(|reason| Error::ShardFailed { shard: self.shard(), reason: reason.to_string(), disk_full })
-    }
-
-    /// Makes acknowledged positions visible, then answers their waiters (so a caller reads its writes).
-    fn release(&mut self, waiters: Vec<Waiter>) {
-        self.shared.publish(self.commit.acked());
-        if waiters.is_empty() {
-            return;
-        }
-        let mut latency = self.shared.stats.latency.lock().unwrap();
-        for waiter in waiters {
-            latency.append_ns.saturating_record(waiter.accepted.elapsed().as_nanos() as u64);
-            let _ = waiter.reply.send(Ok(waiter.acks));
-        }
-    }
-
-    /// A write or fdatasync failed: nothing more is acknowledged, by this process, ever.
-    fn fail(&mut self, error: &WalError) {
-        self.shared.fail(error.to_string(), error.is_no_space());
-        self.pending = Pending::default();
-        for waiter in self.commit.drain_all() {
-            let _ = waiter.reply.send(Err(self.failed_error().expect("just failed")));
-        }
+        failed_error(&self.shared)
     }
 
     fn tenant_stats(&self, tenant_id: &str) -> TenantStats {
@@ -159,23 +255,46 @@ impl Core {
         self.last_timestamp_us
     }
 
-    /// Checks and applies one shard's part of a batch. Either all of its new events are accepted (one
-    /// contiguous range of positions, framed as one batch) or none is.
-    fn accept(&mut self, events: Vec<(usize, NewEvent)>, reply: AppendReply) {
-        if let Some(err) = self.failed_error() {
-            let _ = reply.send(Err(err));
+    /// Checks and applies one shard's part of a batch (or a group of independent events).
+    fn accept(&mut self, events: Vec<(usize, NewEvent)>, reply: Reply) {
+        if self.shared.failure().is_some() {
+            reply.fail_all(|| self.failed_error().expect("failed"));
             return;
         }
-        let plan = match self.plan(&events) {
-            Ok(plan) => plan,
-            Err(err) => {
-                let _ = reply.send(Err(err));
-                return;
+        let accepted = std::time::Instant::now();
+        let mut acks: Vec<(usize, AppendAck)> = Vec::with_capacity(events.len());
+        let mut errors = Vec::new();
+        let mut wait_for = 0u64;
+        match reply {
+            Reply::Batch(_) => match self.plan(&events) {
+                Ok(plan) => wait_for = self.apply(events, plan, &mut acks),
+                Err(err) => {
+                    let mut err = Some(err);
+                    reply.fail_all(|| err.take().expect("one batch, one error"));
+                    return;
+                }
+            },
+            Reply::Each(_) => {
+                for event in events {
+                    match self.plan(std::slice::from_ref(&event)) {
+                        Ok(plan) => wait_for = wait_for.max(self.apply(vec![event], plan, &mut acks)),
+                        Err(err) => errors.push((event.0, err)),
+                    }
+                }
             }
-        };
+        }
+        let waiter = Waiter { acks, errors, reply, accepted };
+        if let Some(waiter) = self.wal.wait(wait_for, waiter) {
+            waiter.reply.answer(waiter.acks, waiter.errors);
+        }
+    }
+
+    /// Applies planned events: either all of the new ones are accepted (one contiguous range of
+    /// positions, framed as one batch) or, on a plan error before this, none is. Pushes an ack per event
+    /// and returns the position the last one needs.
+    fn apply(&mut self, events: Vec<(usize, NewEvent)>, plan: Vec<Planned>, acks: &mut Vec<(usize, AppendAck)>) -> u64 {
         let new_count = plan.iter().filter(|p| matches!(p, Planned::New { .. })).count();
         let batch_has_ids = plan.iter().any(|p| matches!(p, Planned::SameBatch(_)));
-        let mut acks: Vec<(usize, AppendAck)> = Vec::with_capacity(events.len());
         let mut wait_for = 0u64;
         let mut written = 0usize;
         // Acks of this batch's new events by id, for repeats of an id within the batch.
@@ -190,7 +309,7 @@ impl Core {
                 Planned::New { version } => {
                     written += 1;
                     let stored = self.encode(event, version);
-                    append_frame(&mut self.pending.frames, stored.bytes(), written < new_count);
+                    self.wal.stage(stored.position(), stored.bytes(), written < new_count);
                     let ack = ack_of(self.shard(), &stored, false);
                     if batch_has_ids {
                         new_acks.insert(ack.id, acks.len());
@@ -204,10 +323,7 @@ impl Core {
             acks.push((index, ack));
         }
         self.shared.stats.events_appended.fetch_add(written as u64, Ordering::Relaxed);
-        let waiter = Waiter { acks, reply, accepted: std::time::Instant::now() };
-        if let Some(waiter) = self.commit.wait(wait_for, waiter) {
-            let _ = waiter.reply.send(Ok(waiter.acks));
-        }
+        wait_for
     }
 
     /// The first event of `events` whose entity a prepared cross-shard batch holds.
@@ -218,7 +334,7 @@ impl Core {
         events.iter().find(|(_, e)| self.held.contains_key(&(e.tenant_id.clone(), e.entity_id.clone())))
     }
 
-    fn append(&mut self, events: Vec<(usize, NewEvent)>, reply: AppendReply) {
+    fn append(&mut self, events: Vec<(usize, NewEvent)>, reply: Reply) {
         if self.held_by_other(&events).is_some() || !self.parked.is_empty() {
             // Keep arrival order: once anything waits, later appends wait behind it.
             self.parked.push_back((events, reply));
@@ -251,7 +367,7 @@ impl Core {
         let events = self.prepared.remove(&txn);
         self.held.retain(|_, t| *t != txn);
         match (events, commit) {
-            (Some(events), Some(reply)) => self.accept(events, reply),
+            (Some(events), Some(reply)) => self.accept(events, Reply::Batch(reply)),
             (None, Some(reply)) => {
                 let _ = reply.send(Err(Error::Closed));
             }
@@ -269,10 +385,6 @@ impl Core {
     fn encode(&mut self, event: NewEvent, version: u64) -> StoredEvent {
         let position = self.next_position;
         self.next_position += 1;
-        if self.pending.frames.is_empty() {
-            self.pending.first_position = position;
-        }
-        self.pending.last_position = position;
         let timestamp_us = match event.timestamp_us {
             Some(ts) => ts,
             None => self.now_us(),
@@ -366,59 +478,33 @@ pub(crate) async fn run_shard<S: WalStorage>(
 ) {
     let storage = Rc::new(storage);
     let shared = ctx.shared.clone();
-    let mut index = LocalIndex::default();
-    let mut last_timestamp_us = i64::MIN;
-    let mut scratch = String::new();
-    if let Err(e) = std::fs::create_dir_all(&ctx.wal_dir) {
-        on_recovered(Err(Error::io(format!("create {}", ctx.wal_dir.display()), e)));
-        return;
-    }
-    let mut insert = |event: StoredEvent| {
-        last_timestamp_us = last_timestamp_us.max(event.timestamp_us());
-        index.insert(&event, &mut scratch);
-        shared.insert(event, &mut scratch);
-    };
-    // Checkpoints first (in position order), then the WAL after the position they cover.
-    let wal_first_position = match list_segments(&ctx.wal_dir) {
-        Ok(segments) => segments.first().map(|(first, _)| *first),
+    let recovered = match recover_shard(&*storage, &ctx).await {
+        Ok(recovered) => recovered,
         Err(e) => {
-            on_recovered(Err(Error::io(format!("list {}", ctx.wal_dir.display()), e)));
+            on_recovered(Err(e));
             return;
         }
     };
-    let loaded = match load_checkpoints(&ctx.checkpoint_dir, shared.index, ctx.checkpoint_damage, wal_first_position, &mut insert) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            on_recovered(Err(e.into()));
-            return;
-        }
-    };
-    let recovered = recover(&*storage, &ctx.wal_dir, shared.index, ctx.mid_log_corruption, loaded.summary.covered_position, insert).await;
-    let (mut report, open_segment) = match recovered {
-        Ok(r) => r,
-        Err(e) => {
-            on_recovered(Err(e.into()));
-            return;
-        }
-    };
-    report.checkpoints = loaded.summary;
-    shared.recovered(report.events(), report.last_position);
+    let report = recovered.report;
     let checkpointer = Rc::new(Checkpointer::new(
         ctx.checkpoint_dir.clone(),
         ctx.wal_dir.clone(),
         shared.clone(),
         ctx.checkpoints,
-        loaded.manifest,
+        recovered.manifest,
     ));
+    let writer = WalWriter::new(storage, ctx.wal_dir.clone(), shared.index, ctx.segment_size_bytes, recovered.open_segment);
+    let sink: Rc<dyn CommitSink<Waiter>> = Rc::new(ShardSink { shared: shared.clone() });
+    let wal = Rc::new(Wal::start(writer, ctx.fsync, report.last_position, sink));
     let core = Rc::new(RefCell::new(Core {
         shared: shared.clone(),
-        index,
+        index: recovered.index,
         next_position: report.last_position + 1,
-        last_timestamp_us,
-        pending: Pending::default(),
-        commit: GroupCommit::new(ctx.fsync, report.last_position),
+        last_timestamp_us: recovered.last_timestamp_us,
+        wal: wal.clone(),
+        max_pending_bytes: ctx.max_pending_bytes,
         closing: false,
-        scratch,
+        scratch: String::new(),
         prepared: HashMap::new(),
         held: HashMap::new(),
         parked: Default::default(),
@@ -426,38 +512,20 @@ pub(crate) async fn run_shard<S: WalStorage>(
     }));
     on_recovered(Ok(report));
 
-    let wal = WalWriter::new(storage, ctx.wal_dir.clone(), shared.index, ctx.segment_size_bytes, open_segment);
-    let current_file = wal.current_file();
-    let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
-    let (space_tx, space_rx) = local_channel::new_bounded::<()>(1);
-    let (done_tx, done_rx) = local_channel::new_bounded::<Result<(), Error>>(1);
-    let writer = glommio::spawn_local(writer_task(core.clone(), wal, wake_rx, space_tx, done_tx));
-    let syncer = match ctx.fsync {
-        FsyncMode::IntervalMs(ms) => Some(glommio::spawn_local(syncer_task(core.clone(), current_file, ms))),
-        FsyncMode::Always => None,
-    };
-
+    LOCAL_SHARD.with(|local| *local.borrow_mut() = Some((shared.clone(), Rc::downgrade(&core))));
     let checkpoints = glommio::spawn_local(checkpoint_task(core.clone(), checkpointer));
-
-    acceptor(core, ctx.inbox, ctx.max_pending_bytes, wake_tx, space_rx, done_rx).await;
+    acceptor(core, wal, ctx.inbox, ctx.max_pending_bytes).await;
+    LOCAL_SHARD.with(|local| local.borrow_mut().take());
     drop(checkpoints);
-    drop(writer);
-    drop(syncer);
 }
 
-async fn acceptor(
-    core: Rc<RefCell<Core>>,
-    inbox: flume::Receiver<ShardMsg>,
-    max_pending_bytes: usize,
-    wake: LocalSender<()>,
-    space: LocalReceiver<()>,
-    done: LocalReceiver<Result<(), Error>>,
-) {
+async fn acceptor(core: Rc<RefCell<Core>>, wal: Rc<Wal<Waiter>>, inbox: flume::Receiver<ShardMsg>, max_pending_bytes: usize) {
     let handle = |msg: ShardMsg| {
-        let (core, wake, done) = (&core, &wake, &done);
+        let (core, wal) = (&core, &wal);
         async move {
             match msg {
-                ShardMsg::Append { events, reply } => core.borrow_mut().append(events, reply),
+                ShardMsg::Append { events, reply } => core.borrow_mut().append(events, Reply::Batch(reply)),
+                ShardMsg::AppendEach { events, reply } => core.borrow_mut().append(events, Reply::Each(reply)),
                 ShardMsg::Prepare { txn, events, reply } => {
                     let _ = reply.send(core.borrow_mut().prepare(txn, events));
                 }
@@ -478,12 +546,14 @@ async fn acceptor(
                 }
                 ShardMsg::Close { reply } => {
                     core.borrow_mut().closing = true;
-                    let _ = wake.try_send(());
-                    let closed = done.recv().await.unwrap_or(Ok(()));
-                    if closed.is_ok() {
-                        // Everything is synced: a last checkpoint makes the next open fast.
-                        checkpoint_now(core).await;
-                    }
+                    let closed = match wal.close().await {
+                        Ok(()) => {
+                            // Everything is synced: a last checkpoint makes the next open fast.
+                            checkpoint_now(core).await;
+                            Ok(())
+                        }
+                        Err(e) => Err(core.borrow().failed_error().unwrap_or_else(|| e.into())),
+                    };
                     let _ = reply.send(closed);
                     return true;
                 }
@@ -502,7 +572,7 @@ async fn acceptor(
             return;
         }
         // Whatever else is queued joins the same WAL write.
-        while core.borrow().pending.frames.len() < max_pending_bytes {
+        while wal.staged_bytes() < max_pending_bytes {
             match inbox.try_recv() {
                 Ok(msg) => {
                     if handle(msg).await {
@@ -512,100 +582,12 @@ async fn acceptor(
                 Err(_) => break,
             }
         }
-        let _ = wake.try_send(());
+        wal.flush();
         // Back-pressure: take no more until the writer has drained (callers wait on the bounded inbox).
-        while core.borrow().pending.frames.len() >= max_pending_bytes {
-            let _ = space.recv().await;
+        while wal.staged_bytes() >= max_pending_bytes && core.borrow().shared.failure().is_none() {
+            wal.wait_for_space().await;
         }
         futures_lite::future::yield_now().await;
-    }
-}
-
-async fn writer_task<S: WalStorage>(
-    core: Rc<RefCell<Core>>,
-    mut wal: WalWriter<S>,
-    wake: LocalReceiver<()>,
-    space: LocalSender<()>,
-    done: LocalSender<Result<(), Error>>,
-) {
-    loop {
-        let _ = wake.recv().await;
-        loop {
-            let pending = {
-                let mut core = core.borrow_mut();
-                if core.shared.failure().is_some() {
-                    break;
-                }
-                std::mem::take(&mut core.pending)
-            };
-            if pending.frames.is_empty() {
-                break;
-            }
-            let shared = core.borrow().shared.clone();
-            if let Err(e) = wal.write(&pending.frames, pending.first_position).await {
-                core.borrow_mut().fail(&e);
-                break;
-            }
-            shared.stats.wal_writes.fetch_add(1, Ordering::Relaxed);
-            shared.stats.wal_bytes.fetch_add(pending.frames.len() as u64, Ordering::Relaxed);
-            let released = core.borrow_mut().commit.on_written(pending.last_position);
-            core.borrow_mut().release(released);
-            if core.borrow().commit.mode() == FsyncMode::Always {
-                let (started, synced_before) = (std::time::Instant::now(), core.borrow().commit.synced());
-                if let Err(e) = wal.sync().await {
-                    core.borrow_mut().fail(&e);
-                    break;
-                }
-                shared.stats.record_fsync(started.elapsed(), pending.last_position - synced_before);
-                let released = core.borrow_mut().commit.on_synced(pending.last_position);
-                core.borrow_mut().release(released);
-            }
-            let _ = space.try_send(());
-        }
-        if core.borrow().closing {
-            let result = close_wal(&core, &wal).await;
-            let _ = done.send(result).await;
-            return;
-        }
-    }
-}
-
-async fn close_wal<S: WalStorage>(core: &Rc<RefCell<Core>>, wal: &WalWriter<S>) -> Result<(), Error> {
-    if let Some(err) = core.borrow().failed_error() {
-        return Err(err);
-    }
-    wal.sync().await?;
-    let mut core = core.borrow_mut();
-    let written = core.commit.written();
-    let released = core.commit.on_synced(written);
-    core.release(released);
-    Ok(())
-}
-
-async fn syncer_task<F: WalFile>(core: Rc<RefCell<Core>>, current_file: CurrentFile<F>, interval_ms: u32) {
-    let interval = Duration::from_millis(interval_ms as u64);
-    loop {
-        glommio::timer::sleep(interval).await;
-        let (target, file) = {
-            let core = core.borrow();
-            if core.shared.failure().is_some() || !core.commit.has_unsynced() {
-                continue;
-            }
-            // Read together, with no await between: `target` is covered by `file` or by earlier
-            // segments, which were synced when the writer rolled past them.
-            (core.commit.written(), current_file.borrow().clone())
-        };
-        let Some((file, path)) = file else { continue };
-        let (started, synced_before) = (std::time::Instant::now(), core.borrow().commit.synced());
-        match file.fdatasync().await {
-            Ok(()) => {
-                let mut core = core.borrow_mut();
-                core.shared.stats.record_fsync(started.elapsed(), target.saturating_sub(synced_before));
-                let released = core.commit.on_synced(target);
-                core.release(released);
-            }
-            Err(e) => core.borrow_mut().fail(&WalError::io("fdatasync", path)(e)),
-        }
     }
 }
 
@@ -613,7 +595,7 @@ async fn syncer_task<F: WalFile>(core: Rc<RefCell<Core>>, current_file: CurrentF
 async fn checkpoint_now(core: &Rc<RefCell<Core>>) -> u64 {
     let (checkpointer, synced) = {
         let core = core.borrow();
-        (core.checkpointer.clone(), core.commit.synced())
+        (core.checkpointer.clone(), core.wal.synced())
     };
     checkpointer.run(synced).await;
     checkpointer.covered_position()
@@ -632,7 +614,7 @@ async fn checkpoint_task(core: Rc<RefCell<Core>>, checkpointer: Rc<Checkpointer>
             if core.shared.failure().is_some() || core.closing {
                 return;
             }
-            core.commit.synced()
+            core.wal.synced()
         };
         if checkpointer.due(synced) {
             checkpointer.run(synced).await;

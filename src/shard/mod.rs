@@ -3,10 +3,11 @@
 mod actor;
 mod checkpointer;
 mod index;
+mod recover;
 mod shared;
 
 pub(crate) use actor::ShardContext;
-pub(crate) use actor::{run_shard, LocalTaskFactory, ShardMsg};
+pub(crate) use actor::{append_local, run_shard, LocalTaskFactory, Reply, ShardMsg};
 pub use shared::{entity_key, EntityEntry, ShardLatency, ShardShared, ShardStats};
 
 use xxhash_rust::xxh3::Xxh3;

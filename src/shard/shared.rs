@@ -29,6 +29,9 @@ pub struct EntityEntry {
 #[derive(Debug, Default)]
 pub struct ShardStats {
     pub events_appended: AtomicU64,
+    /// Append calls taken on the shard's own thread, with no channel or wake (HTTP handlers, producers
+    /// running there).
+    pub direct_appends: AtomicU64,
     pub wal_writes: AtomicU64,
     pub wal_bytes: AtomicU64,
     pub fsyncs: AtomicU64,

@@ -20,6 +20,9 @@ pub enum WalError {
         .path.display()
     )]
     MidLogCorruption { path: PathBuf, detail: String },
+    /// An earlier write or fdatasync failed; the WAL acknowledges nothing more.
+    #[error("the WAL stopped after an earlier write or fdatasync error")]
+    Stopped,
 }
 
 impl WalError {

@@ -12,9 +12,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use glommio::io::{DmaBuffer, DmaFile};
+use glommio::io::BufferedFile;
 
-use super::io::{DmaStorage, WalFile, WalStorage};
+use super::io::{FileStorage, WalFile, WalStorage};
 
 /// How a failing write fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum WriteFault {
     Io,
     /// ENOSPC, nothing written.
     NoSpace,
-    /// Only the first half of the blocks reach the file, then EIO.
+    /// Only the first half of the write (whole 512-byte sectors) reaches the file, then EIO.
     Torn,
 }
 
@@ -151,13 +151,13 @@ impl FaultPlan {
     }
 }
 
-/// [`DmaStorage`] with a [`FaultPlan`] in front of it.
+/// [`FileStorage`] with a [`FaultPlan`] in front of it.
 pub struct FaultyStorage {
     pub(crate) plan: Arc<FaultPlan>,
 }
 
 pub struct FaultyFile {
-    inner: DmaFile,
+    inner: BufferedFile,
     path: PathBuf,
     plan: Arc<FaultPlan>,
 }
@@ -166,33 +166,29 @@ impl WalStorage for FaultyStorage {
     type File = FaultyFile;
 
     async fn create(&self, path: &Path, size_bytes: u64) -> io::Result<FaultyFile> {
-        let inner = DmaStorage.create(path, size_bytes).await?;
+        let inner = FileStorage.create(path, size_bytes).await?;
         self.plan.track(path, Vec::new(), false);
         Ok(FaultyFile { inner, path: path.to_path_buf(), plan: self.plan.clone() })
     }
 
     async fn open(&self, path: &Path) -> io::Result<FaultyFile> {
-        let inner = DmaStorage.open(path).await?;
+        let inner = FileStorage.open(path).await?;
         self.plan.track(path, std::fs::read(path)?, true);
         Ok(FaultyFile { inner, path: path.to_path_buf(), plan: self.plan.clone() })
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        DmaStorage.sync_dir(dir).await?;
+        FileStorage.sync_dir(dir).await?;
         self.plan.sync_dir(dir);
         Ok(())
     }
 }
 
 impl WalFile for FaultyFile {
-    fn alloc_buffer(&self, size_bytes: usize) -> DmaBuffer {
-        self.inner.alloc_dma_buffer(size_bytes)
-    }
-
-    async fn write_at(&self, buf: DmaBuffer, offset: u64) -> io::Result<usize> {
+    async fn write_at(&self, buf: Vec<u8>, offset: u64) -> io::Result<usize> {
         match self.plan.before_write() {
             None => {
-                let data = buf.as_bytes().to_vec();
+                let data = buf.clone();
                 let written = WalFile::write_at(&self.inner, buf, offset).await?;
                 self.plan.after_write(&self.path, offset, &data[..written]);
                 Ok(written)
@@ -200,13 +196,11 @@ impl WalFile for FaultyFile {
             Some(WriteFault::Io) => Err(io::Error::from_raw_os_error(libc::EIO)),
             Some(WriteFault::NoSpace) => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
             Some(WriteFault::Torn) => {
-                let blocks = buf.len() / 4096;
-                if blocks > 1 {
-                    let keep = blocks / 2 * 4096;
-                    let mut part = self.inner.alloc_dma_buffer(keep);
-                    part.as_bytes_mut().copy_from_slice(&buf.as_bytes()[..keep]);
+                let keep = buf.len() / 2 / 512 * 512;
+                if keep > 0 {
+                    let part = buf[..keep].to_vec();
                     WalFile::write_at(&self.inner, part, offset).await?;
-                    self.plan.after_write(&self.path, offset, &buf.as_bytes()[..keep]);
+                    self.plan.after_write(&self.path, offset, &buf[..keep]);
                 }
                 Err(io::Error::from_raw_os_error(libc::EIO))
             }

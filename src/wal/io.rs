@@ -1,10 +1,14 @@
 //! The I/O seam: everything the WAL does to files goes through these two traits, so tests can put a
 //! fault-injecting layer (`wal::fault`) between the WAL and glommio.
+//!
+//! Segments are written with buffered io_uring writes: a write completes once its bytes are in the
+//! kernel's page cache, which survives the process being killed; `fdatasync` makes them survive a power
+//! cut. `docs/WAL-IO.md` has the measurements that chose this over O_DIRECT.
 
 use std::io;
 use std::path::Path;
 
-use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+use glommio::io::{BufferedFile, OpenOptions};
 
 /// Creates and opens segment files. Implementations live on one glommio executor (futures are !Send).
 #[allow(async_fn_in_trait)]
@@ -20,33 +24,32 @@ pub trait WalStorage: 'static {
 
 #[allow(async_fn_in_trait)]
 pub trait WalFile: 'static {
-    /// A buffer aligned for direct I/O. Its contents are unspecified.
-    fn alloc_buffer(&self, size_bytes: usize) -> DmaBuffer;
-    /// Writes the whole buffer at `offset` (both block-aligned); returns the bytes written.
-    async fn write_at(&self, buf: DmaBuffer, offset: u64) -> io::Result<usize>;
+    /// Writes `buf` at `offset` (no alignment needed); returns the bytes written.
+    async fn write_at(&self, buf: Vec<u8>, offset: u64) -> io::Result<usize>;
     async fn fdatasync(&self) -> io::Result<()>;
     async fn size_bytes(&self) -> io::Result<u64>;
     /// Reads the whole file.
     async fn read_all(&self) -> io::Result<Vec<u8>>;
-    /// Zeroes `[offset, offset + len)` (block-aligned) and keeps the space allocated.
+    /// Zeroes `[offset, offset + len)` and keeps the space allocated.
     async fn zero_range(&self, offset: u64, len: u64) -> io::Result<()>;
 }
 
-/// The real thing: O_DIRECT files through glommio's io_uring reactor.
+/// The real thing: buffered files through glommio's io_uring reactor.
 #[derive(Default)]
-pub struct DmaStorage;
+pub struct FileStorage;
 
-impl WalStorage for DmaStorage {
-    type File = DmaFile;
+impl WalStorage for FileStorage {
+    type File = BufferedFile;
 
-    async fn create(&self, path: &Path, size_bytes: u64) -> io::Result<DmaFile> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).dma_open(path).await?;
+    async fn create(&self, path: &Path, size_bytes: u64) -> io::Result<BufferedFile> {
+        let file = OpenOptions::new().read(true).write(true).create_new(true).buffered_open(path).await?;
+        // Allocated up front, so appends do not allocate blocks, and unwritten space reads as zeros.
         file.pre_allocate(size_bytes, false).await?;
         Ok(file)
     }
 
-    async fn open(&self, path: &Path) -> io::Result<DmaFile> {
-        Ok(OpenOptions::new().read(true).write(true).dma_open(path).await?)
+    async fn open(&self, path: &Path) -> io::Result<BufferedFile> {
+        Ok(OpenOptions::new().read(true).write(true).buffered_open(path).await?)
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -58,17 +61,13 @@ impl WalStorage for DmaStorage {
 
 const READ_CHUNK_BYTES: u64 = 8 << 20;
 
-impl WalFile for DmaFile {
-    fn alloc_buffer(&self, size_bytes: usize) -> DmaBuffer {
-        self.alloc_dma_buffer(size_bytes)
-    }
-
-    async fn write_at(&self, buf: DmaBuffer, offset: u64) -> io::Result<usize> {
-        Ok(DmaFile::write_at(self, buf, offset).await?)
+impl WalFile for BufferedFile {
+    async fn write_at(&self, buf: Vec<u8>, offset: u64) -> io::Result<usize> {
+        Ok(BufferedFile::write_at(self, buf, offset).await?)
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
-        Ok(DmaFile::fdatasync(self).await?)
+        Ok(BufferedFile::fdatasync(self).await?)
     }
 
     async fn size_bytes(&self) -> io::Result<u64> {
@@ -81,7 +80,7 @@ impl WalFile for DmaFile {
         let mut offset = 0;
         while offset < size {
             let want = READ_CHUNK_BYTES.min(size - offset) as usize;
-            let chunk = self.read_at_aligned(offset, want).await?;
+            let chunk = self.read_at(offset, want).await?;
             if chunk.is_empty() {
                 break;
             }
@@ -92,8 +91,8 @@ impl WalFile for DmaFile {
     }
 
     async fn zero_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        // Punching a hole zeroes the range; allocating it again keeps later writes from paying for
-        // block allocation.
+        // Punching a hole zeroes the range (partial blocks included); allocating it again keeps later
+        // writes from paying for block allocation.
         self.deallocate(offset, len).await?;
         self.pre_allocate(offset + len, true).await?;
         Ok(())

@@ -5,6 +5,7 @@ mod error;
 pub mod fault;
 pub mod group_commit;
 pub mod io;
+pub mod pipeline;
 pub mod record;
 pub mod recovery;
 pub mod segment;
@@ -12,4 +13,5 @@ pub mod writer;
 
 pub use error::WalError;
 pub use group_commit::{FsyncMode, GroupCommit};
+pub use pipeline::{CommitSink, Wal};
 pub use recovery::{inspect_segment_bytes, inspect_shard, MidLogCorruption, RecoveryReport, SegmentInspection};

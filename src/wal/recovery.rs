@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::error::WalError;
 use super::io::{WalFile, WalStorage};
 use super::record::{decode_frame, Frame, HEADER_BYTES};
-use super::segment::{align_down, check_header, list_segments, Header, BLOCK_BYTES, SEGMENT_HEADER_BYTES};
+use super::segment::{check_header, list_segments, Header, SEGMENT_HEADER_BYTES};
 use super::writer::OpenSegment;
 use crate::event::StoredEvent;
 
@@ -247,21 +247,12 @@ async fn truncate_after<F: WalFile>(
     report: &mut RecoveryReport,
 ) -> Result<OpenSegment<F>, WalError> {
     let size_bytes = file.size_bytes().await.map_err(WalError::io("stat", &path))?;
-    let block = align_down(end);
-    let tail = data[block as usize..end as usize].to_vec();
     if let Some(last) = data[end as usize..].iter().rposition(|&b| b != 0) {
         report.bytes_truncated += last as u64 + 1;
-        let mut buf = file.alloc_buffer(BLOCK_BYTES as usize);
-        buf.as_bytes_mut().fill(0);
-        buf.as_bytes_mut()[..tail.len()].copy_from_slice(&tail);
-        file.write_at(buf, block).await.map_err(WalError::io("write", &path))?;
-        let rest = block + BLOCK_BYTES;
-        if rest < size_bytes {
-            file.zero_range(rest, size_bytes - rest).await.map_err(WalError::io("zero range", &path))?;
-        }
+        file.zero_range(end, size_bytes - end).await.map_err(WalError::io("zero range", &path))?;
         file.fdatasync().await.map_err(WalError::io("fdatasync", &path))?;
     }
-    Ok(OpenSegment { file, path, end_offset: end, tail, size_bytes })
+    Ok(OpenSegment { file, path, end_offset: end, size_bytes })
 }
 
 /// What `inspect` finds in one segment.

@@ -5,17 +5,6 @@ use std::path::{Path, PathBuf};
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 const MAGIC: &[u8; 8] = b"TIDELOG\0";
 pub const FORMAT_VERSION: u32 = 1;
-/// O_DIRECT writes whole blocks of this size (a multiple of every logical block size in use).
-pub const BLOCK_BYTES: u64 = 4096;
-
-pub fn align_down(offset: u64) -> u64 {
-    offset / BLOCK_BYTES * BLOCK_BYTES
-}
-
-pub fn align_up(offset: u64) -> u64 {
-    offset.div_ceil(BLOCK_BYTES) * BLOCK_BYTES
-}
-
 pub fn segment_path(wal_dir: &Path, first_position: u64) -> PathBuf {
     wal_dir.join(format!("{first_position:020}.log"))
 }
@@ -100,8 +89,6 @@ mod tests {
         let mut bad = header;
         bad[20] ^= 1;
         assert!(check_header(&bad, 3, 42).unwrap_err().contains("checksum"));
-        assert_eq!(align_up(1), 4096);
-        assert_eq!(align_down(4097), 4096);
         assert_eq!(segment_path(Path::new("w"), 7), PathBuf::from("w/00000000000000000007.log"));
     }
 }
