@@ -59,9 +59,15 @@ pub fn run(ctx: &Ctx, report: &mut Report, dir: &Path, cap: Duration) -> Result<
     }
     table::print_throughput("1. seed on peers: single-row inserts, one caller", &inserts);
     table::print_latency("1. seed on peers: point reads by primary key", &reads);
-    if let Some(tidelog) = report.tidelog_throughput(seed::WORKLOAD, "") {
-        let ratios: Vec<_> = inserts.iter().map(|p| throughput_ratio("appends/s, 1 caller", tidelog, p)).collect();
+    if let Some(tidelog) = report.tidelog_throughput(seed::WORKLOAD, seed::SETUP) {
+        let ratios: Vec<_> = inserts.iter().map(|p| throughput_ratio("appends/s, 1 caller, each awaited", tidelog, p)).collect();
         report.peer_ratios.extend(ratios);
+    }
+    // Pipelined appends against the fastest single-row insert there is here: stoolap in memory.
+    let stoolap_memory = inserts.iter().zip(PEERS).find(|(_, kind)| matches!(kind, PeerKind::StoolapMemory)).map(|(p, _)| p);
+    if let (Some(tidelog), Some(peer)) = (report.tidelog_throughput(seed::WORKLOAD, seed::SETUP_PIPELINED), stoolap_memory) {
+        let ratio = throughput_ratio("pipelined appends/s, 1 caller (vs single inserts)", tidelog, peer);
+        report.peer_ratios.push(ratio);
     }
     if let Some(tidelog) = report.tidelog_latency(seed::WORKLOAD, seed::OP_GET) {
         let ratios: Vec<_> = reads.iter().map(|p| latency_ratio(tidelog, p)).collect();

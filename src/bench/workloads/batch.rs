@@ -39,6 +39,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
             rows.push(row);
         }
     }
+    rows.push(super::wal_alone::run(ctx, events, 2, BATCH_EVENTS)?);
     rows.push(loadgen_only(events));
     table::print_throughput("2. batch ingest (latency: one batch of 1,000)", &rows);
     report.throughput.extend(rows);

@@ -8,6 +8,7 @@ pub mod memory;
 pub mod queries;
 pub mod recovery;
 pub mod seed;
+pub mod wal_alone;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

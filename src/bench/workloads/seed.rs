@@ -12,6 +12,9 @@ use crate::Error;
 
 pub const WORKLOAD: &str = "seed";
 pub const SETUP: &str = "2 shards, FSYNC_INTERVAL=100, 1 caller, single";
+/// The same appends from one caller through a `Producer`, this many in flight.
+pub const PIPELINE_WINDOW: usize = 4096;
+pub const SETUP_PIPELINED: &str = "2 shards, FSYNC_INTERVAL=100, 1 caller, pipelined (Producer, 4096 in flight)";
 pub const OP_GET: &str = "get by id, random order";
 
 pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
@@ -41,11 +44,25 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
     if missing > 0 {
         return Err(other_error("seed", format!("{missing} acknowledged events not found by id")));
     }
+    let pipelined = pipelined(ctx, events)?;
     let read = LatencyRow::new(WORKLOAD, "tidelog", OP_GET, LatencyUs::of(&reads_ns), 1.0)
         .target_p99(targets::POINT_READ_P99_US);
-    table::print_throughput("1. seed: single-event appends from one caller", std::slice::from_ref(&row));
+    let rows = [row, pipelined];
+    table::print_throughput("1. seed: single-event appends from one caller", &rows);
     table::print_latency("1. seed: point reads (calling thread)", std::slice::from_ref(&read));
-    report.throughput.push(row);
+    report.throughput.extend(rows);
     report.latency.push(read);
     Ok(())
+}
+
+/// The seed's appends pipelined from one caller: every one acknowledged on its own, in order.
+fn pipelined(ctx: &Ctx, events: u64) -> Result<ThroughputRow, Error> {
+    let (store, dir) = open(ctx, "seed-pipelined", 2, 100)?;
+    let spec = LoadSpec { events, pipeline_window: PIPELINE_WINDOW, ..LoadSpec::default() };
+    let loaded = load(&store, &spec, "seed: pipelined appends, 1 caller", None)?;
+    store.close()?;
+    ctx.remove(&dir);
+    Ok(ThroughputRow::new(WORKLOAD, "tidelog", SETUP_PIPELINED.into(), events, loaded.report.elapsed.as_secs_f64())
+        .latency(LatencyUs::of(&loaded.report.latency_ns))
+        .fdatasyncs(loaded.fdatasyncs))
 }
