@@ -126,8 +126,11 @@ impl Store {
                 let _ = report_tx.send(r);
             };
             let fault_plan = config.fault_plan.clone();
-            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()]))
-                .name(&format!("tidelog-shard-{k}"))
+            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()])).name(&format!("tidelog-shard-{k}"));
+            if config.spin_before_park_us > 0 {
+                builder = builder.spin_before_park(std::time::Duration::from_micros(config.spin_before_park_us.into()));
+            }
+            let spawned = builder
                 .spawn(move || async move {
                     match fault_plan {
                         Some(plan) => run_shard(FaultyStorage { plan }, ctx, on_recovered).await,

@@ -1,9 +1,12 @@
-//! A load generator: many concurrent appenders on one client executor. Used by `tidelog load`, the
-//! benchmarks and the crash test.
+//! A load generator: one caller, many concurrent callers, or one pipelining caller, on a thread or
+//! executor of their own or on a shard's executor. Used by `tidelog load`, the benchmarks and the crash
+//! tests.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
 
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
@@ -26,6 +29,8 @@ pub struct LoadSpec {
     /// 0: every task awaits each append before the next. N > 0: one caller pipelines single-event
     /// appends through a [`crate::Producer`] with up to N in flight (`tasks` and `batch_size` unused).
     pub pipeline_window: usize,
+    /// Run the callers as tasks on this shard's executor instead of a thread of their own.
+    pub caller_on_shard: Option<usize>,
 }
 
 impl Default for LoadSpec {
@@ -38,6 +43,7 @@ impl Default for LoadSpec {
             batch_size: 1,
             payload_bytes: 200,
             pipeline_window: 0,
+            caller_on_shard: None,
         }
     }
 }
@@ -71,94 +77,115 @@ pub fn make_event(spec: &LoadSpec, seq: u64) -> NewEvent {
 
 /// Runs the load; `on_ack` sees every acknowledgement with its event's sequence number (on the client
 /// thread). Stops at the first error.
+///
+/// Where the callers run: with `caller_on_shard`, as tasks on that shard's executor (as the HTTP handlers
+/// do: appends to that shard take the direct path); otherwise one caller (`tasks` = 1, not pipelined) is a
+/// plain thread that blocks on each append, and several callers or a pipeline are tasks of a load
+/// executor of their own.
 pub fn run_load(
     store: &Store,
     spec: &LoadSpec,
     on_ack: impl Fn(&AppendAck, u64) + Send + 'static,
 ) -> Result<LoadReport, Error> {
-    if spec.pipeline_window > 0 {
-        return run_pipelined(store, spec, spec.pipeline_window, on_ack);
+    let (store, spec) = (store.clone(), spec.clone());
+    if let Some(shard) = spec.caller_on_shard {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let on_shard = store.clone();
+        futures_lite::future::block_on(store.spawn_on(shard, move |_| async move {
+            let _ = tx.send(drive(on_shard, spec, on_ack).await);
+        }))?;
+        return rx.recv().unwrap_or(Err(Error::Closed));
     }
-    let store = store.clone();
-    let spec = spec.clone();
+    if spec.tasks <= 1 && spec.pipeline_window == 0 {
+        let caller = std::thread::Builder::new()
+            .name("tidelog-load".into())
+            .spawn(move || futures_lite::future::block_on(drive(store, spec, on_ack)))
+            .map_err(|e| Error::io("start load thread", e))?;
+        return caller.join().map_err(|_| Error::io("load thread", std::io::Error::other("panicked")))?;
+    }
     let handle = LocalExecutorBuilder::new(Placement::Unbound)
         .name("tidelog-load")
-        .spawn(move || async move {
-            let next = Rc::new(Cell::new(0u64));
-            let on_ack = Rc::new(on_ack);
-            let started = Instant::now();
-            let mut tasks = Vec::with_capacity(spec.tasks);
-            for _ in 0..spec.tasks.max(1) {
-                let (store, spec, next, on_ack) = (store.clone(), spec.clone(), next.clone(), on_ack.clone());
-                tasks.push(glommio::spawn_local(async move {
-                    let mut latency = latency_histogram();
-                    loop {
-                        let first = next.get();
-                        if first >= spec.events {
-                            return Ok(latency);
-                        }
-                        let n = (spec.batch_size.max(1) as u64).min(spec.events - first);
-                        next.set(first + n);
-                        let batch: Vec<NewEvent> = (first..first + n).map(|seq| make_event(&spec, seq)).collect();
-                        let t0 = Instant::now();
-                        let acks = store.append_batch(batch).await?;
-                        latency.saturating_record(t0.elapsed().as_nanos() as u64);
-                        for (ack, seq) in acks.iter().zip(first..) {
-                            on_ack(ack, seq);
-                        }
-                    }
-                }));
-            }
-            let mut latency_ns = latency_histogram();
-            let mut result = Ok(());
-            for task in tasks {
-                match task.await {
-                    Ok(h) => latency_ns.add(h).expect("same histogram bounds"),
-                    Err(e) => result = result.and(Err(e)),
-                }
-            }
-            result.map(|()| LoadReport { events: spec.events, elapsed: started.elapsed(), latency_ns })
-        })
+        .spawn(move || drive(store, spec, on_ack))
         .map_err(|e| Error::io("start load executor", e.into()))?;
     handle.join().map_err(|e| Error::io("load executor", e.into()))?
 }
 
-/// Runs `spec` through one [`crate::Producer`] on one task: single-event appends with up to `window` in
-/// flight, acknowledged in order. `on_ack` sees every acknowledgement with its sequence number.
-fn run_pipelined(
-    store: &Store,
-    spec: &LoadSpec,
-    window: usize,
-    on_ack: impl Fn(&AppendAck, u64) + Send + 'static,
-) -> Result<LoadReport, Error> {
-    let store = store.clone();
-    let spec = spec.clone();
-    let handle = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("tidelog-load")
-        .spawn(move || async move {
-            let mut producer = store.producer();
-            let mut latency_ns = latency_histogram();
-            let mut in_flight = std::collections::VecDeque::with_capacity(window);
-            let started = Instant::now();
-            for seq in 0..spec.events {
-                let ack = producer.send(make_event(&spec, seq)).await?;
-                in_flight.push_back((seq, Instant::now(), ack));
-                if in_flight.len() >= window.max(1) {
-                    let (seq, sent, ack) = in_flight.pop_front().expect("window is not empty");
-                    let ack = ack.await?;
-                    latency_ns.saturating_record(sent.elapsed().as_nanos() as u64);
-                    on_ack(&ack, seq);
+/// The load itself, on whatever runs it.
+async fn drive(store: Store, spec: LoadSpec, on_ack: impl Fn(&AppendAck, u64) + 'static) -> Result<LoadReport, Error> {
+    if spec.pipeline_window > 0 {
+        pipelined(store, spec, on_ack).await
+    } else {
+        callers(store, spec, on_ack).await
+    }
+}
+
+/// `spec.tasks` callers, each waiting for its append before the next.
+async fn callers(store: Store, spec: LoadSpec, on_ack: impl Fn(&AppendAck, u64) + 'static) -> Result<LoadReport, Error> {
+    let next = Rc::new(Cell::new(0u64));
+    let on_ack = Rc::new(on_ack);
+    // One histogram for all callers (they share this thread): a histogram per caller is ~0.4 MB, and with
+    // 1,024 callers their records miss the cache.
+    let latency = Rc::new(RefCell::new(latency_histogram()));
+    let started = Instant::now();
+    let caller = |store: Store, spec: LoadSpec| {
+        let (next, on_ack, latency) = (next.clone(), on_ack.clone(), latency.clone());
+        async move {
+            loop {
+                let first = next.get();
+                if first >= spec.events {
+                    return Ok::<(), Error>(());
+                }
+                let n = (spec.batch_size.max(1) as u64).min(spec.events - first);
+                next.set(first + n);
+                let batch: Vec<NewEvent> = (first..first + n).map(|seq| make_event(&spec, seq)).collect();
+                let t0 = Instant::now();
+                let acks = store.append_batch(batch).await?;
+                latency.borrow_mut().saturating_record(t0.elapsed().as_nanos() as u64);
+                for (ack, seq) in acks.iter().zip(first..) {
+                    on_ack(ack, seq);
                 }
             }
-            while let Some((seq, sent, ack)) = in_flight.pop_front() {
-                let ack = ack.await?;
-                latency_ns.saturating_record(sent.elapsed().as_nanos() as u64);
-                on_ack(&ack, seq);
-            }
-            Ok(LoadReport { events: spec.events, elapsed: started.elapsed(), latency_ns })
-        })
-        .map_err(|e| Error::io("start load executor", e.into()))?;
-    handle.join().map_err(|e| Error::io("load executor", e.into()))?
+        }
+    };
+    let result = if spec.tasks <= 1 {
+        // One caller runs inline: no task, no scheduler between it and its acks.
+        caller(store, spec.clone()).await
+    } else {
+        let tasks: Vec<_> = (0..spec.tasks).map(|_| glommio::spawn_local(caller(store.clone(), spec.clone()))).collect();
+        let mut result = Ok(());
+        for task in tasks {
+            result = result.and(task.await);
+        }
+        result
+    };
+    let latency_ns = latency.borrow().clone();
+    result.map(|()| LoadReport { events: spec.events, elapsed: started.elapsed(), latency_ns })
+}
+
+/// One caller pipelining single-event appends through a [`crate::Producer`], up to
+/// `spec.pipeline_window` in flight, acknowledged in order.
+async fn pipelined(store: Store, spec: LoadSpec, on_ack: impl Fn(&AppendAck, u64)) -> Result<LoadReport, Error> {
+    let window = spec.pipeline_window.max(1);
+    let mut producer = store.producer();
+    let mut latency_ns = latency_histogram();
+    let mut in_flight = VecDeque::with_capacity(window);
+    let started = Instant::now();
+    for seq in 0..spec.events {
+        let ack = producer.send(make_event(&spec, seq)).await?;
+        in_flight.push_back((seq, Instant::now(), ack));
+        if in_flight.len() >= window {
+            let (seq, sent, ack) = in_flight.pop_front().expect("window is not empty");
+            let ack = ack.await?;
+            latency_ns.saturating_record(sent.elapsed().as_nanos() as u64);
+            on_ack(&ack, seq);
+        }
+    }
+    while let Some((seq, sent, ack)) = in_flight.pop_front() {
+        let ack = ack.await?;
+        latency_ns.saturating_record(sent.elapsed().as_nanos() as u64);
+        on_ack(&ack, seq);
+    }
+    Ok(LoadReport { events: spec.events, elapsed: started.elapsed(), latency_ns })
 }
 
 /// A histogram of nanoseconds from 1 ns to 100 s with 3 significant digits.

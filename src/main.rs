@@ -35,6 +35,9 @@ struct StoreArgs {
     /// WAL segment size in MiB.
     #[arg(long, global = true, default_value_t = 64)]
     segment_size_mib: u64,
+    /// How long an idle shard keeps polling before it sleeps, in µs (0: sleep at once).
+    #[arg(long, global = true, env = "TIDELOG_SPIN_BEFORE_PARK_US", default_value_t = tidelog::config::DEFAULT_SPIN_BEFORE_PARK_US)]
+    spin_before_park_us: u32,
     /// Largest accepted payload (and metadata) in bytes.
     #[arg(long, global = true, default_value_t = 1 << 20)]
     max_payload_bytes: usize,
@@ -67,7 +70,8 @@ impl StoreArgs {
         let mut config = StoreConfig::new(&self.data_dir)
             .shards(self.shards.unwrap_or(0))
             .fsync_interval_ms(self.fsync_interval_ms)
-            .segment_size_bytes(self.segment_size_mib << 20);
+            .segment_size_bytes(self.segment_size_mib << 20)
+            .spin_before_park_us(self.spin_before_park_us);
         config.limits.max_payload_bytes = self.max_payload_bytes;
         if self.strict_recovery {
             config = config.mid_log_corruption(MidLogCorruption::Fail);
@@ -215,6 +219,10 @@ enum Command {
         /// (0: `--tasks` callers, each awaiting every append).
         #[arg(long, default_value_t = 0)]
         pipeline: usize,
+        /// Run the callers as tasks on this shard's executor (as the HTTP handlers run), not on a thread
+        /// of their own.
+        #[arg(long)]
+        on_shard: Option<usize>,
         /// Print `ack <id> <tenant> <entity> <version>` for every acknowledged event.
         #[arg(long)]
         print_acks: bool,
@@ -354,8 +362,20 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Load { tasks, events, entities, batch_size, payload_bytes, tenant, pipeline, print_acks } => {
-            let spec = LoadSpec { tasks, events, entities, tenant_id: tenant, batch_size, payload_bytes, pipeline_window: pipeline };
+        Command::Load { tasks, events, entities, batch_size, payload_bytes, tenant, pipeline, on_shard, print_acks } => {
+            if on_shard.is_some_and(|k| k >= store.shard_count()) {
+                return Err(format!("--on-shard: the store has {} shards", store.shard_count()));
+            }
+            let spec = LoadSpec {
+                tasks,
+                events,
+                entities,
+                tenant_id: tenant,
+                batch_size,
+                payload_bytes,
+                pipeline_window: pipeline,
+                caller_on_shard: on_shard,
+            };
             let printed = spec.clone();
             let report = run_load(&store, &spec, move |ack, seq| {
                 if print_acks {
@@ -374,6 +394,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 l.value_at_quantile(0.99) as f64 / 1e3,
                 l.max() as f64 / 1e3
             );
+            for shard in 0..store.shard_count() {
+                let latency = store.shard_latency(shard);
+                let (a, f) = (&latency.append_ns, &latency.fsync_ns);
+                eprintln!(
+                    "  shard {shard}: accepted-to-acknowledged p50 {:.1} us, p99 {:.1} us; {} fdatasyncs, p50 {:.1} us, p99 {:.1} us",
+                    a.value_at_quantile(0.5) as f64 / 1e3,
+                    a.value_at_quantile(0.99) as f64 / 1e3,
+                    f.len(),
+                    f.value_at_quantile(0.5) as f64 / 1e3,
+                    f.value_at_quantile(0.99) as f64 / 1e3,
+                );
+            }
             Ok(())
         }
     };

@@ -234,25 +234,32 @@ async fn close<W, S: WalStorage>(inner: &Inner<W>, wal: &WalWriter<S>) -> Result
     Ok(())
 }
 
+/// What one fdatasync did: the positions it made durable, and how long it took.
+struct Synced {
+    positions: u64,
+    elapsed: Duration,
+}
+
 /// One fdatasync of the current segment, raising `synced` to what was written when it started.
-async fn sync_once<W, F: WalFile>(inner: &Inner<W>, current_file: &CurrentFile<F>) -> Result<(), ()> {
+async fn sync_once<W, F: WalFile>(inner: &Inner<W>, current_file: &CurrentFile<F>) -> Result<Option<Synced>, ()> {
     let (target, synced_before, file) = {
         if !inner.needs_sync() {
-            return Ok(());
+            return Ok(None);
         }
         let state = inner.state.borrow();
         // Read together, with no await between: `target` is covered by `file` or by earlier segments,
         // which were synced when the writer rolled past them.
         (state.commit.written(), state.commit.synced(), current_file.borrow().clone())
     };
-    let Some((file, path)) = file else { return Ok(()) };
+    let Some((file, path)) = file else { return Ok(None) };
     let started = Instant::now();
     match file.fdatasync().await {
         Ok(()) => {
-            inner.sink.synced(started.elapsed(), target.saturating_sub(synced_before));
+            let synced = Synced { positions: target.saturating_sub(synced_before), elapsed: started.elapsed() };
+            inner.sink.synced(synced.elapsed, synced.positions);
             let released = inner.state.borrow_mut().commit.on_synced(target);
             inner.release(released);
-            Ok(())
+            Ok(Some(synced))
         }
         Err(e) => {
             inner.fail(&WalError::io("fdatasync", path)(e));
@@ -261,16 +268,54 @@ async fn sync_once<W, F: WalFile>(inner: &Inner<W>, current_file: &CurrentFile<F
     }
 }
 
-/// `FSYNC_INTERVAL=0`: fdatasync as soon as something is written and unsynced, again and again, while
-/// the writer goes on writing.
+/// `FSYNC_INTERVAL=0`: fdatasync whenever something is written and unsynced, again and again, while the
+/// writer goes on writing.
+///
+/// Before each fdatasync it gathers (adaptive group commit): the appends the last fdatasync released
+/// usually come back at once (their callers send the next), so it waits until as many positions as that
+/// fdatasync covered are written again, or for at most half its duration (and never more than
+/// `MAX_GATHER`), whichever comes first. One appender is never delayed: the last fdatasync covered one
+/// position, and one is written. Many appenders share one fdatasync instead of chasing each other in
+/// small groups.
 async fn sync_on_demand<W, F: WalFile>(inner: Rc<Inner<W>>, current_file: CurrentFile<F>, kick: LocalReceiver<()>) {
+    let mut last: Option<Synced> = None;
     loop {
         let _ = kick.recv().await;
         while inner.needs_sync() {
-            if sync_once(&inner, &current_file).await.is_err() {
-                return;
+            if let Some(last) = &last {
+                gather(&inner, &kick, last).await;
+            }
+            match sync_once(&inner, &current_file).await {
+                Ok(Some(synced)) => last = Some(synced),
+                Ok(None) => {}
+                Err(()) => return,
             }
         }
+    }
+}
+
+/// The longest an fdatasync waits for more appends to join it.
+const MAX_GATHER: Duration = Duration::from_millis(2);
+
+async fn gather<W>(inner: &Inner<W>, kick: &LocalReceiver<()>, last: &Synced) {
+    let deadline = Instant::now() + (last.elapsed / 2).min(MAX_GATHER);
+    loop {
+        let unsynced = {
+            let state = inner.state.borrow();
+            state.commit.written() - state.commit.synced()
+        };
+        let now = Instant::now();
+        if unsynced >= last.positions || now >= deadline || !inner.needs_sync() {
+            return;
+        }
+        // Woken by the next completed write, or by the deadline.
+        futures_lite::future::or(
+            async {
+                let _ = kick.recv().await;
+            },
+            glommio::timer::sleep(deadline - now),
+        )
+        .await;
     }
 }
 

@@ -63,6 +63,11 @@ pub fn run(ctx: &Ctx, report: &mut Report, dir: &Path, cap: Duration) -> Result<
         let ratios: Vec<_> = inserts.iter().map(|p| throughput_ratio("appends/s, 1 caller, each awaited", tidelog, p)).collect();
         report.peer_ratios.extend(ratios);
     }
+    if let Some(tidelog) = report.tidelog_throughput(seed::WORKLOAD, seed::SETUP_ON_SHARD) {
+        let measure = "appends/s, 1 caller on a shard's executor, each awaited";
+        let ratios: Vec<_> = inserts.iter().map(|p| throughput_ratio(measure, tidelog, p)).collect();
+        report.peer_ratios.extend(ratios);
+    }
     // Pipelined appends against the fastest single-row insert there is here: stoolap in memory.
     let stoolap_memory = inserts.iter().zip(PEERS).find(|(_, kind)| matches!(kind, PeerKind::StoolapMemory)).map(|(p, _)| p);
     if let (Some(tidelog), Some(peer)) = (report.tidelog_throughput(seed::WORKLOAD, seed::SETUP_PIPELINED), stoolap_memory) {

@@ -12,6 +12,9 @@ use crate::Error;
 
 pub const WORKLOAD: &str = "seed";
 pub const SETUP: &str = "2 shards, FSYNC_INTERVAL=100, 1 caller, single";
+/// The same caller as a task on shard 0's executor (as the HTTP handlers run): its appends to shard 0 take
+/// the direct path, the others cross to shard 1.
+pub const SETUP_ON_SHARD: &str = "2 shards, FSYNC_INTERVAL=100, 1 caller on shard 0's executor, single";
 /// The same appends from one caller through a `Producer`, this many in flight.
 pub const PIPELINE_WINDOW: usize = 4096;
 pub const SETUP_PIPELINED: &str = "2 shards, FSYNC_INTERVAL=100, 1 caller, pipelined (Producer, 4096 in flight)";
@@ -44,10 +47,11 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
     if missing > 0 {
         return Err(other_error("seed", format!("{missing} acknowledged events not found by id")));
     }
+    let on_shard = on_shard(ctx, events)?;
     let pipelined = pipelined(ctx, events)?;
     let read = LatencyRow::new(WORKLOAD, "tidelog", OP_GET, LatencyUs::of(&reads_ns), 1.0)
         .target_p99(targets::POINT_READ_P99_US);
-    let rows = [row, pipelined];
+    let rows = [row, on_shard, pipelined];
     table::print_throughput("1. seed: single-event appends from one caller", &rows);
     table::print_latency("1. seed: point reads (calling thread)", std::slice::from_ref(&read));
     report.throughput.extend(rows);
@@ -63,6 +67,18 @@ fn pipelined(ctx: &Ctx, events: u64) -> Result<ThroughputRow, Error> {
     store.close()?;
     ctx.remove(&dir);
     Ok(ThroughputRow::new(WORKLOAD, "tidelog", SETUP_PIPELINED.into(), events, loaded.report.elapsed.as_secs_f64())
+        .latency(LatencyUs::of(&loaded.report.latency_ns))
+        .fdatasyncs(loaded.fdatasyncs))
+}
+
+/// The seed's appends from one caller running on shard 0's executor, each awaited.
+fn on_shard(ctx: &Ctx, events: u64) -> Result<ThroughputRow, Error> {
+    let (store, dir) = open(ctx, "seed-on-shard", 2, 100)?;
+    let spec = LoadSpec { tasks: 1, events, batch_size: 1, caller_on_shard: Some(0), ..LoadSpec::default() };
+    let loaded = load(&store, &spec, "seed: single appends, 1 caller on a shard", None)?;
+    store.close()?;
+    ctx.remove(&dir);
+    Ok(ThroughputRow::new(WORKLOAD, "tidelog", SETUP_ON_SHARD.into(), events, loaded.report.elapsed.as_secs_f64())
         .latency(LatencyUs::of(&loaded.report.latency_ns))
         .fdatasyncs(loaded.fdatasyncs))
 }
