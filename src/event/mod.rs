@@ -1,5 +1,6 @@
 //! The event model: what clients submit, what is stored, and how input is checked.
 
+mod arena;
 mod input;
 mod json;
 mod model;
