@@ -57,6 +57,11 @@ impl StoredEvent {
         StoredEvent { chunk, offset_bytes, len_bytes }
     }
 
+    /// The parts of the handle; the chunk's strong count goes with them (see [`StoredEvent::from_raw_parts`]).
+    pub(crate) fn into_raw_parts(self) -> (Arc<Chunk>, u32, u32) {
+        (self.chunk, self.offset_bytes, self.len_bytes)
+    }
+
     #[cfg(test)]
     pub(crate) fn chunk_addr(&self) -> usize {
         Arc::as_ptr(&self.chunk) as usize

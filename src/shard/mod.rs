@@ -4,6 +4,7 @@ mod actor;
 mod checkpointer;
 mod index;
 mod shared;
+mod slots;
 
 pub(crate) use actor::ShardContext;
 pub(crate) use actor::{run_shard, LocalTaskFactory, ShardMsg};
