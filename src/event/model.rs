@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use rkyv::util::AlignedVec;
 use uuid::Uuid;
+
+use super::arena::{self, Chunk};
 
 /// One event as it is stored. The archived form of this struct is the WAL record body and the in-memory
 /// representation; see `docs/FORMAT.md`. Field order is part of the on-disk format.
@@ -22,47 +23,63 @@ pub struct Event {
     pub metadata: Option<String>,
 }
 
-/// Archived event bytes, shared cheaply between the shard's maps and readers on any thread.
+/// Archived event bytes, shared cheaply between the shard's maps and readers on any thread: a handle to a
+/// record in an arena chunk (see `arena.rs`), 16 bytes, that keeps the chunk alive.
 ///
-/// Invariant: the bytes are a valid archive of [`Event`]. They are either produced by our own serializer
-/// or checked with bytecheck once (recovery), so later reads skip validation.
+/// Invariant: the bytes are a valid archive of [`Event`], 8-byte aligned, and never written while a handle
+/// exists. They are either produced by our own serializer or checked with bytecheck once (recovery), so
+/// later reads skip validation.
 #[derive(Clone)]
-pub struct StoredEvent(Arc<AlignedVec>);
+pub struct StoredEvent {
+    chunk: Arc<Chunk>,
+    offset_bytes: u32,
+    len_bytes: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<StoredEvent>() == 16);
 
 impl StoredEvent {
-    /// Serialises `event` (the one encoding it gets) into exactly-sized aligned bytes.
+    /// Serialises `event` (the one encoding it gets) into the current thread's arena: on a shard's
+    /// executor, the shard's arena.
     pub(crate) fn encode(event: &Event) -> StoredEvent {
-        let estimate = 128
-            + event.tenant_id.len()
-            + event.entity_id.len()
-            + event.event_type.len()
-            + event.payload.len()
-            + event.metadata.as_ref().map_or(0, String::len);
-        let mut bytes = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(event, AlignedVec::<16>::with_capacity(estimate))
-            .expect("serialising an Event into memory cannot fail");
-        bytes.shrink_to_fit();
-        StoredEvent(Arc::new(bytes))
+        arena::encode(event)
     }
 
-    /// Validates untrusted bytes (read back from disk) and copies them into aligned storage.
+    /// Validates untrusted bytes (read back from disk) and copies them into the current thread's arena.
     pub(crate) fn decode(body: &[u8]) -> Result<StoredEvent, rkyv::rancor::Error> {
-        let mut bytes = AlignedVec::<16>::with_capacity(body.len());
-        bytes.extend_from_slice(body);
-        rkyv::access::<ArchivedEvent, rkyv::rancor::Error>(&bytes)?;
-        Ok(StoredEvent(Arc::new(bytes)))
+        arena::decode(body)
+    }
+
+    /// # Safety
+    /// `[offset, offset + len)` of `chunk` holds a valid archive of [`Event`] at an 8-byte aligned address
+    /// and is never written again while any handle to `chunk` exists.
+    pub(crate) unsafe fn from_raw_parts(chunk: Arc<Chunk>, offset_bytes: u32, len_bytes: u32) -> StoredEvent {
+        StoredEvent { chunk, offset_bytes, len_bytes }
+    }
+
+    /// The parts of the handle; the chunk's strong count goes with them (see [`StoredEvent::from_raw_parts`]).
+    pub(crate) fn into_raw_parts(self) -> (Arc<Chunk>, u32, u32) {
+        (self.chunk, self.offset_bytes, self.len_bytes)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn chunk_addr(&self) -> usize {
+        Arc::as_ptr(&self.chunk) as usize
     }
 
     /// The archived event, read in place.
     #[inline]
     pub fn archived(&self) -> &ArchivedEvent {
-        // SAFETY: the type invariant above: the bytes were produced by `encode` or validated by `decode`,
-        // and they are never mutated afterwards (shared behind an Arc).
-        unsafe { rkyv::access_unchecked::<ArchivedEvent>(&self.0) }
+        // SAFETY: the type invariant above: the bytes were produced by our serializer or validated by
+        // `decode`, are aligned, and are not mutated while this handle exists.
+        unsafe { rkyv::access_unchecked::<ArchivedEvent>(self.bytes()) }
     }
 
     /// The archived bytes (the WAL record body).
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
-        &self.0
+        // SAFETY: the type invariant: the handle's range was handed out by the arena for this record.
+        unsafe { self.chunk.bytes(self.offset_bytes, self.len_bytes) }
     }
 
     pub fn position(&self) -> u64 {

@@ -5,6 +5,7 @@ mod checkpointer;
 mod index;
 mod recover;
 mod shared;
+mod slots;
 
 pub(crate) use actor::ShardContext;
 pub(crate) use actor::{append_local, run_shard, LocalTaskFactory, Reply, ShardMsg};

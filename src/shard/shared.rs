@@ -1,5 +1,5 @@
-//! The part of a shard that any thread may read: the events and the id and entity indexes, in DashMaps.
-//! Only the shard's own executor writes them.
+//! The part of a shard that any thread may read: the events (a lock-free slot array by position, over
+//! the shard's arena) and the id and entity indexes (DashMaps). Only the shard's own executor writes them.
 //!
 //! Events enter the maps when the shard accepts them, before they are durable; readers see only
 //! positions up to `visible_position`, which the shard raises when it acknowledges. So a reader never
@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use uuid::Uuid;
 
+use super::slots::PositionSlots;
 use crate::event::StoredEvent;
 use crate::query::{fold_state, sort_key, EntityState, Order, Query};
 
@@ -78,15 +79,12 @@ impl ShardStats {
     }
 }
 
-/// Positions per entry of the events map. Positions are dense, so keying the map by chunk keeps it small
-/// enough to stay in cache (a map of one entry per event spends its time on cache misses).
-const CHUNK_EVENTS: u64 = 256;
-
 pub struct ShardShared {
     pub index: u32,
-    /// position / CHUNK_EVENTS -> slots for positions in that chunk, in order (None: a position lost to
-    /// corruption).
-    events: DashMap<u64, Vec<Option<StoredEvent>>, RandomState>,
+    /// position -> event: a lock-free, append-only slot array (see `slots.rs`). Positions are dense, so
+    /// a slot per position is both the smallest index (16 bytes an event, no hashing) and the fastest
+    /// (two dependent loads, no lock). An empty slot is a position lost to corruption.
+    events: PositionSlots,
     /// Events recovered at open and the last recovered position: positions after it are dense, so the
     /// visible event count follows from the visible position.
     recovered_count: AtomicU64,
@@ -129,7 +127,7 @@ impl ShardShared {
         ShardShared {
             index,
             published,
-            events: DashMap::with_capacity_and_hasher(expected_events / CHUNK_EVENTS as usize, RandomState::default()),
+            events: PositionSlots::new(),
             recovered_count: AtomicU64::new(0),
             recovered_last_position: AtomicU64::new(0),
             by_id: DashMap::with_capacity_and_hasher(expected_events, RandomState::default()),
@@ -249,17 +247,12 @@ impl ShardShared {
                 self.by_entity.insert(scratch.as_str().into(), entry);
             }
         }
-        let (chunk, slot) = (position / CHUNK_EVENTS, (position % CHUNK_EVENTS) as usize);
-        let mut slots = self.events.entry(chunk).or_insert_with(|| Vec::with_capacity(CHUNK_EVENTS as usize));
-        assert!(slot >= slots.len(), "position {position} stored twice or out of order");
-        slots.resize(slot, None);
-        slots.push(Some(event));
+        self.events.insert(position, event);
     }
 
-    /// An event by position, including ones not yet visible (shard executor only).
+    /// An event by position, including ones not yet visible (those: shard executor only). Lock-free.
     pub(crate) fn get_any(&self, position: u64) -> Option<StoredEvent> {
-        let slots = self.events.get(&(position / CHUNK_EVENTS))?;
-        slots.get((position % CHUNK_EVENTS) as usize)?.clone()
+        self.events.get(position)
     }
 
     /// The position of an event id, including ones not yet visible (shard executor only).
