@@ -107,6 +107,9 @@ pub(crate) enum ShardMsg {
 }
 
 thread_local! {
+    /// A reused buffer for index keys in `Core::plan` (which only reads the shard, so it cannot borrow
+    /// the shard's own scratch buffer mutably).
+    static KEY: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
     /// The shard this thread runs, if any: callers on it append without a channel or a wake.
     static LOCAL_SHARD: RefCell<Option<(Arc<ShardShared>, std::rc::Weak<RefCell<Core>>)>> = const { RefCell::new(None) };
 }
@@ -267,7 +270,10 @@ impl Core {
         let mut wait_for = 0u64;
         match reply {
             Reply::Batch(_) => match self.plan(&events) {
-                Ok(plan) => wait_for = self.apply(events, plan, &mut acks),
+                Ok(plan) => {
+                    let now_us = self.now_us();
+                    wait_for = self.apply(events.into_iter(), plan, now_us, &mut acks);
+                }
                 Err(err) => {
                     let mut err = Some(err);
                     reply.fail_all(|| err.take().expect("one batch, one error"));
@@ -275,9 +281,12 @@ impl Core {
                 }
             },
             Reply::Each(_) => {
+                // One clock read for the group, as for a batch; each event is planned and applied on its
+                // own, so a later event sees the versions an earlier one set.
+                let now_us = self.now_us();
                 for event in events {
                     match self.plan(std::slice::from_ref(&event)) {
-                        Ok(plan) => wait_for = wait_for.max(self.apply(vec![event], plan, &mut acks)),
+                        Ok(plan) => wait_for = wait_for.max(self.apply(std::iter::once(event), plan, now_us, &mut acks)),
                         Err(err) => errors.push((event.0, err)),
                     }
                 }
@@ -290,16 +299,22 @@ impl Core {
     }
 
     /// Applies planned events: either all of the new ones are accepted (one contiguous range of
-    /// positions, framed as one batch) or, on a plan error before this, none is. Pushes an ack per event
-    /// and returns the position the last one needs.
-    fn apply(&mut self, events: Vec<(usize, NewEvent)>, plan: Vec<Planned>, acks: &mut Vec<(usize, AppendAck)>) -> u64 {
+    /// positions, framed as one batch) or, on a plan error before this, none is. New events without a
+    /// timestamp get `now_us`. Pushes an ack per event and returns the position the last one needs.
+    fn apply(
+        &mut self,
+        events: impl Iterator<Item = (usize, NewEvent)>,
+        plan: Vec<Planned>,
+        now_us: i64,
+        acks: &mut Vec<(usize, AppendAck)>,
+    ) -> u64 {
         let new_count = plan.iter().filter(|p| matches!(p, Planned::New { .. })).count();
         let batch_has_ids = plan.iter().any(|p| matches!(p, Planned::SameBatch(_)));
         let mut wait_for = 0u64;
         let mut written = 0usize;
         // Acks of this batch's new events by id, for repeats of an id within the batch.
         let mut new_acks: HashMap<Uuid, usize, RandomState> = HashMap::default();
-        for ((index, event), planned) in events.into_iter().zip(plan) {
+        for ((index, event), planned) in events.zip(plan) {
             let ack = match planned {
                 Planned::Existing(position) => {
                     let stored = self.shared.get_any(position).expect("indexed event exists");
@@ -308,7 +323,7 @@ impl Core {
                 Planned::SameBatch(id) => AppendAck { duplicate: true, ..acks[new_acks[&id]].1.clone() },
                 Planned::New { version } => {
                     written += 1;
-                    let stored = self.encode(event, version);
+                    let stored = self.encode(event, version, now_us);
                     self.wal.stage(stored.position(), stored.bytes(), written < new_count);
                     let ack = ack_of(self.shard(), &stored, false);
                     if batch_has_ids {
@@ -382,18 +397,15 @@ impl Core {
         }
     }
 
-    fn encode(&mut self, event: NewEvent, version: u64) -> StoredEvent {
+    fn encode(&mut self, event: NewEvent, version: u64, now_us: i64) -> StoredEvent {
         let position = self.next_position;
         self.next_position += 1;
-        let timestamp_us = match event.timestamp_us {
-            Some(ts) => ts,
-            None => self.now_us(),
-        };
+        let timestamp_us = event.timestamp_us.unwrap_or(now_us);
         StoredEvent::encode(&Event {
             position,
             timestamp_us,
             version,
-            id: *event.id.unwrap_or_else(Uuid::now_v7).as_bytes(),
+            id: *event.id.unwrap_or_else(|| new_id(now_us)).as_bytes(),
             tenant_id: event.tenant_id,
             entity_id: event.entity_id,
             event_type: event.event_type,
@@ -405,8 +417,11 @@ impl Core {
     /// Decides, without changing anything, what each event becomes; fails the whole part on a version or
     /// id conflict.
     fn plan(&self, events: &[(usize, NewEvent)]) -> Result<Vec<Planned>, Error> {
+        // Within a batch, later events of an entity see the versions earlier ones take; a lone event
+        // needs no such map (and no allocation for it).
+        let several = events.len() > 1;
         let mut versions: HashMap<(&str, &str), u64, RandomState> = HashMap::default();
-        let mut key = String::new();
+        let mut key = KEY.take();
         let mut ids: HashMap<Uuid, (&str, &str), RandomState> = HashMap::default();
         let mut plan = Vec::with_capacity(events.len());
         for (index, event) in events {
@@ -426,7 +441,9 @@ impl Core {
                     plan.push(Planned::SameBatch(id));
                     continue;
                 }
-                ids.insert(id, (&event.tenant_id, &event.entity_id));
+                if several {
+                    ids.insert(id, (&event.tenant_id, &event.entity_id));
+                }
             }
             let entity = (event.tenant_id.as_str(), event.entity_id.as_str());
             let current = match versions.get(&entity) {
@@ -444,9 +461,12 @@ impl Core {
                     });
                 }
             }
-            versions.insert(entity, current + 1);
+            if several {
+                versions.insert(entity, current + 1);
+            }
             plan.push(Planned::New { version: current + 1 });
         }
+        KEY.set(key);
         Ok(plan)
     }
 }
@@ -457,6 +477,15 @@ enum Planned {
     Existing(u64),
     /// The same id earlier in this batch.
     SameBatch(Uuid),
+}
+
+/// A UUID v7 (RFC 9562) for an event without a client id: the millisecond of `now_us` and 74 random bits
+/// from the thread's fast generator (no clock read and no shared counter per event).
+fn new_id(now_us: i64) -> Uuid {
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+    random[8..].copy_from_slice(&fastrand::u16(..).to_le_bytes());
+    uuid::Builder::from_unix_timestamp_millis((now_us.max(0) / 1000) as u64, &random).into_uuid()
 }
 
 fn ack_of(shard: u32, event: &StoredEvent, duplicate: bool) -> AppendAck {
@@ -619,5 +648,21 @@ async fn checkpoint_task(core: Rc<RefCell<Core>>, checkpointer: Rc<Checkpointer>
         if checkpointer.due(synced) {
             checkpointer.run(synced).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_id;
+
+    #[test]
+    fn generated_ids_are_v7_carry_the_millisecond_and_differ() {
+        let now_us = 1_764_000_000_123_456i64;
+        let (a, b) = (new_id(now_us), new_id(now_us));
+        assert_eq!(a.get_version_num(), 7);
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+        let (secs, nanos) = a.get_timestamp().expect("v7 has a timestamp").to_unix();
+        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, (now_us / 1000) as u64);
+        assert_ne!(a, b);
     }
 }
