@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Counts cycles, instructions, cache misses and context switches of a workload: perf/stat.sh [batch|single|durable]
+# Counts cycles, instructions, cache misses and context switches of a workload: perf/stat.sh [batch|single|durable|seed]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source perf/workload.sh
 name=${1:-batch}
-cargo build --release -q
+[ -n "${TIDELOG_BIN:-}" ] || cargo build --release -q
 dir=$(mktemp -d -p target)
 trap 'rm -rf "$dir"' EXIT
 command -v perf >/dev/null || { apt-get update -qq && apt-get install -y -qq linux-perf; }

@@ -110,7 +110,7 @@ pub fn print_warnings(report: &Report) {
 
 /// Every figure that has a target: the figure, the target, the ratio.
 pub fn print_targets(report: &Report) {
-    title("targets (issue #5)");
+    title("targets (issues #5 and #9)");
     println!("{:<84} {:>14} {:>14} {:>8}", "figure", "measured", "target", "ratio");
     for r in report.throughput.iter().filter(|r| r.target_events_per_s.is_some()) {
         let target = r.target_events_per_s.unwrap_or_default();

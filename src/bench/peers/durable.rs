@@ -59,6 +59,10 @@ pub fn run(ctx: &Ctx, report: &mut Report, dir: &Path, cap: Duration) -> Result<
                 let measure = format!("durable appends/s, {threads} appenders");
                 report.peer_ratios.push(throughput_ratio(&measure, tidelog, &row));
             }
+            if let Some(tidelog) = report.tidelog_throughput(durable::WORKLOAD, durable::SETUP_ON_SHARD).filter(|_| threads == 1) {
+                let measure = "durable appends/s, 1 appender on a shard's executor";
+                report.peer_ratios.push(throughput_ratio(measure, tidelog, &row));
+            }
             rows.push(row);
         }
     }

@@ -19,18 +19,23 @@ pub fn setup(appenders: usize) -> String {
     format!("2 shards, FSYNC_INTERVAL=0, {appenders} appender{}, single", if appenders == 1 { "" } else { "s" })
 }
 
+/// One appender running on shard 0's executor (as the HTTP handlers run).
+pub const SETUP_ON_SHARD: &str = "2 shards, FSYNC_INTERVAL=0, 1 appender on shard 0's executor, single";
+
 pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
     let mut rows = Vec::new();
-    for (appenders, base, min) in LEVELS {
+    let on_shard = (1, LEVELS[0].1, LEVELS[0].2, Some(0));
+    for (appenders, base, min, caller_on_shard) in LEVELS.map(|(a, b, m)| (a, b, m, None)).into_iter().chain([on_shard]) {
         let events = ctx.scaled(base, min);
         let (store, dir) = open(ctx, &format!("durable-{appenders}"), 2, 0)?;
-        let spec = LoadSpec { tasks: appenders, events, batch_size: 1, ..LoadSpec::default() };
+        let spec = LoadSpec { tasks: appenders, events, batch_size: 1, caller_on_shard, ..LoadSpec::default() };
         let loaded = load(&store, &spec, &format!("durable ingest: {appenders} appenders"), None)?;
         // The store is fresh, so its histograms hold this load's fdatasyncs (and the ones at open).
         let engine_fdatasync = engine_fdatasync_latency(&store);
         store.close()?;
         ctx.remove(&dir);
-        let mut row = ThroughputRow::new(WORKLOAD, "tidelog", setup(appenders), events, loaded.report.elapsed.as_secs_f64())
+        let setup = if caller_on_shard.is_some() { SETUP_ON_SHARD.to_string() } else { setup(appenders) };
+        let mut row = ThroughputRow::new(WORKLOAD, "tidelog", setup, events, loaded.report.elapsed.as_secs_f64())
             .latency(LatencyUs::of(&loaded.report.latency_ns))
             .fdatasyncs(loaded.fdatasyncs);
         row.engine_fdatasync = engine_fdatasync;
