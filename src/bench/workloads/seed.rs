@@ -47,8 +47,12 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
     if missing > 0 {
         return Err(other_error("seed", format!("{missing} acknowledged events not found by id")));
     }
-    let on_shard = on_shard(ctx, events)?;
-    let pipelined = pipelined(ctx, events)?;
+    // The same appends from a caller on shard 0's executor, each awaited; then pipelined from one caller,
+    // every one acknowledged on its own, in order.
+    let on_shard_spec = LoadSpec { tasks: 1, events, batch_size: 1, caller_on_shard: Some(0), ..LoadSpec::default() };
+    let on_shard = one_caller(ctx, "seed-on-shard", SETUP_ON_SHARD, &on_shard_spec)?;
+    let pipelined_spec = LoadSpec { events, pipeline_window: PIPELINE_WINDOW, ..LoadSpec::default() };
+    let pipelined = one_caller(ctx, "seed-pipelined", SETUP_PIPELINED, &pipelined_spec)?;
     let read = LatencyRow::new(WORKLOAD, "tidelog", OP_GET, LatencyUs::of(&reads_ns), 1.0)
         .target_p99(targets::POINT_READ_P99_US);
     let rows = [row, on_shard, pipelined];
@@ -59,26 +63,14 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
     Ok(())
 }
 
-/// The seed's appends pipelined from one caller: every one acknowledged on its own, in order.
-fn pipelined(ctx: &Ctx, events: u64) -> Result<ThroughputRow, Error> {
-    let (store, dir) = open(ctx, "seed-pipelined", 2, 100)?;
-    let spec = LoadSpec { events, pipeline_window: PIPELINE_WINDOW, ..LoadSpec::default() };
-    let loaded = load(&store, &spec, "seed: pipelined appends, 1 caller", None)?;
+/// The seed's appends from one caller shaped by `spec` (on a shard's executor, or pipelined), on a fresh
+/// store: one throughput row.
+fn one_caller(ctx: &Ctx, name: &str, setup: &str, spec: &LoadSpec) -> Result<ThroughputRow, Error> {
+    let (store, dir) = open(ctx, name, 2, 100)?;
+    let loaded = load(&store, spec, &format!("seed: {setup}"), None)?;
     store.close()?;
     ctx.remove(&dir);
-    Ok(ThroughputRow::new(WORKLOAD, "tidelog", SETUP_PIPELINED.into(), events, loaded.report.elapsed.as_secs_f64())
-        .latency(LatencyUs::of(&loaded.report.latency_ns))
-        .fdatasyncs(loaded.fdatasyncs))
-}
-
-/// The seed's appends from one caller running on shard 0's executor, each awaited.
-fn on_shard(ctx: &Ctx, events: u64) -> Result<ThroughputRow, Error> {
-    let (store, dir) = open(ctx, "seed-on-shard", 2, 100)?;
-    let spec = LoadSpec { tasks: 1, events, batch_size: 1, caller_on_shard: Some(0), ..LoadSpec::default() };
-    let loaded = load(&store, &spec, "seed: single appends, 1 caller on a shard", None)?;
-    store.close()?;
-    ctx.remove(&dir);
-    Ok(ThroughputRow::new(WORKLOAD, "tidelog", SETUP_ON_SHARD.into(), events, loaded.report.elapsed.as_secs_f64())
+    Ok(ThroughputRow::new(WORKLOAD, "tidelog", setup.into(), spec.events, loaded.report.elapsed.as_secs_f64())
         .latency(LatencyUs::of(&loaded.report.latency_ns))
         .fdatasyncs(loaded.fdatasyncs))
 }
