@@ -15,7 +15,7 @@ use crate::config::StoreConfig;
 use crate::error::Error;
 use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
 use crate::meta::{self, DirLock};
-use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult, TenantStats};
+use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult, TenantStats, TypeFilter};
 use crate::shard::{append_local, run_shard, shard_for, LocalTaskFactory, Reply, ShardContext, ShardMsg, ShardShared};
 use crate::wal::fault::FaultyStorage;
 use crate::wal::io::FileStorage;
@@ -423,22 +423,35 @@ impl Store {
                 let shard = &self.inner.shards[self.shard_of(&query.tenant_id, entity_id)];
                 vec![shard.shared.entity_query(query, entity_id, want)]
             }
-            None => {
-                let mut pending = Vec::with_capacity(self.shard_count());
-                for shard in 0..self.shard_count() {
-                    let (reply, rx) = oneshot::channel();
-                    self.send(shard, ShardMsg::Query { query: query.clone(), want, reply }).await?;
-                    pending.push(rx);
-                }
-                let mut lists = Vec::with_capacity(pending.len());
-                for rx in pending {
-                    lists.push(rx.await.map_err(|_| Error::Closed)?);
-                }
-                lists
-            }
+            None => match self.type_query_here(query, want) {
+                Some(lists) => lists,
+                None => self.query_on_shards(query, want).await?,
+            },
         };
         let (events, has_more) = merge_sorted(lists, query.order, query.offset, limit, sort_key);
         Ok(QueryResult { events, has_more })
+    }
+
+    /// A query by one event type, answered from the shards' shared in-order keys on the calling thread;
+    /// `None` when a shard must answer itself (an event of that type arrived out of time order).
+    fn type_query_here(&self, query: &Query, want: usize) -> Option<Vec<Vec<StoredEvent>>> {
+        let Some(TypeFilter::Exact(event_type)) = &query.event_type else { return None };
+        self.inner.shards.iter().map(|shard| shard.shared.type_query(query, event_type, want)).collect()
+    }
+
+    /// Runs a query on every shard's executor (its local time indexes) and collects the sorted lists.
+    async fn query_on_shards(&self, query: &Query, want: usize) -> Result<Vec<Vec<StoredEvent>>, Error> {
+        let mut pending = Vec::with_capacity(self.shard_count());
+        for shard in 0..self.shard_count() {
+            let (reply, rx) = oneshot::channel();
+            self.send(shard, ShardMsg::Query { query: query.clone(), want, reply }).await?;
+            pending.push(rx);
+        }
+        let mut lists = Vec::with_capacity(pending.len());
+        for rx in pending {
+            lists.push(rx.await.map_err(|_| Error::Closed)?);
+        }
+        Ok(lists)
     }
 
     /// An entity's state (payloads folded in version order), now or as of an instant.

@@ -295,3 +295,39 @@ fn a_relative_data_directory_works_across_segment_rolls() {
     store.close().unwrap();
     std::fs::remove_dir_all(&relative).unwrap();
 }
+
+#[test]
+fn type_queries_read_on_the_calling_thread_and_stay_exact_with_late_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path(), 2, 100);
+    let mut acked = Vec::new();
+    for n in 0..600u64 {
+        let event_type = if n % 3 == 0 { "x.rare" } else { "x.common" };
+        acked.push((event_type, block_on(store.append(event("t", &format!("e{}", n % 50), event_type, n))).unwrap()));
+    }
+    // The expected order of a type: by (timestamp, shard position), as the store sorts.
+    let expect = |acked: &[(&str, tidelog::AppendAck)], t: &str, lo: i64, hi: i64| -> Vec<uuid::Uuid> {
+        let mut m: Vec<_> = acked.iter().filter(|(et, a)| *et == t && a.timestamp_us >= lo && a.timestamp_us < hi).map(|(_, a)| a).collect();
+        m.sort_by_key(|a| (a.timestamp_us, a.position, a.shard));
+        m.into_iter().map(|a| a.id).collect()
+    };
+    let check = |acked: &[(&str, tidelog::AppendAck)]| {
+        for t in ["x.rare", "x.common"] {
+            let all = expect(acked, t, i64::MIN, i64::MAX);
+            let asc = block_on(store.query(&Query::tenant("t").event_type(t).limit(10_000))).unwrap();
+            assert_eq!(asc.events.iter().map(|e| e.id()).collect::<Vec<_>>(), all, "{t} asc");
+            let desc = block_on(store.query(&Query::tenant("t").event_type(t).order(Order::Desc).limit(100))).unwrap();
+            let last: Vec<_> = all.iter().rev().take(100).copied().collect();
+            assert_eq!(desc.events.iter().map(|e| e.id()).collect::<Vec<_>>(), last, "{t} desc limit 100");
+            let (lo, hi) = (acked[100].1.timestamp_us, acked[400].1.timestamp_us);
+            let ranged = block_on(store.query(&Query::tenant("t").event_type(t).since_us(lo).until_us(hi).limit(10_000))).unwrap();
+            assert_eq!(ranged.events.iter().map(|e| e.id()).collect::<Vec<_>>(), expect(acked, t, lo, hi), "{t} range");
+        }
+    };
+    check(&acked);
+    // An event with an earlier timestamp than those before it: that type is then answered by the shards.
+    let early = acked[10].1.timestamp_us - 1;
+    acked.push(("x.rare", block_on(store.append(event("t", "e1", "x.rare", 999).with_timestamp_us(early))).unwrap()));
+    check(&acked);
+    store.close().unwrap();
+}

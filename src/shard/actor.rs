@@ -329,7 +329,7 @@ impl Core {
                     if batch_has_ids {
                         new_acks.insert(ack.id, acks.len());
                     }
-                    self.index.insert(&stored, &mut self.scratch);
+                    self.index.insert(&stored, &mut self.scratch, &self.shared);
                     self.shared.insert(stored, &mut self.scratch);
                     ack
                 }

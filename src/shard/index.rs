@@ -3,6 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use super::ordered_keys::OrderedKeys;
 
 use super::shared::{entity_key, write_key, ShardShared};
 use crate::event::StoredEvent;
@@ -12,17 +15,23 @@ use crate::query::{Merged, Order, Query, TenantStats, TypeFilter};
 /// a shard, so keys mostly arrive in increasing order: those are appended to a sorted Vec (16 bytes a
 /// key). A key below the last one (a client-supplied earlier timestamp) goes to a B-tree, whose nodes,
 /// about half full under in-order inserts, cost twice that per key.
+///
+/// The in-order keys of an event type's index are also readable from other threads (`OrderedKeys`, shared
+/// through `ShardShared`), so a query by type can run on the calling thread while no key came late.
 #[derive(Default)]
 struct TimeIndex {
-    in_order: Vec<(i64, u64)>,
+    in_order: Arc<OrderedKeys>,
     late: BTreeSet<(i64, u64)>,
 }
 
 impl TimeIndex {
     fn insert(&mut self, key: (i64, u64)) {
-        if self.in_order.last().is_none_or(|&last| key > last) {
+        if self.in_order.last().is_none_or(|last| key > last) {
             self.in_order.push(key);
         } else {
+            if self.late.is_empty() {
+                self.in_order.mark_late();
+            }
             self.late.insert(key);
         }
     }
@@ -32,15 +41,20 @@ impl TimeIndex {
     }
 
     /// The keys in `range`, as two sorted runs (to be merged).
-    fn runs(
-        &self,
-        range: RangeInclusive<(i64, u64)>,
-    ) -> (std::iter::Copied<std::slice::Iter<'_, (i64, u64)>>, std::iter::Copied<std::collections::btree_set::Range<'_, (i64, u64)>>)
-    {
-        let start = self.in_order.partition_point(|k| k < range.start());
-        let end = self.in_order.partition_point(|k| k <= range.end());
-        (self.in_order[start..end.max(start)].iter().copied(), self.late.range(range).copied())
+    fn runs(&self, range: RangeInclusive<(i64, u64)>) -> (InOrderRun<'_>, std::iter::Copied<std::collections::btree_set::Range<'_, (i64, u64)>>) {
+        (in_order_run(&self.in_order, &range), self.late.range(range).copied())
     }
+}
+
+/// The in-order keys within a range, either way round.
+pub(crate) type InOrderRun<'a> = std::iter::Map<std::ops::Range<usize>, Box<dyn Fn(usize) -> (i64, u64) + 'a>>;
+
+/// The keys of `keys` (published so far) that fall in `range`.
+pub(crate) fn in_order_run<'a>(keys: &'a OrderedKeys, range: &RangeInclusive<(i64, u64)>) -> InOrderRun<'a> {
+    let n = keys.len();
+    let start = keys.partition_point(n, |k| k < range.start());
+    let end = keys.partition_point(n, |k| k <= range.end());
+    (start..end.max(start)).map(Box::new(move |i| keys.get(i)))
 }
 
 #[derive(Default)]
@@ -51,7 +65,9 @@ pub struct LocalIndex {
 }
 
 impl LocalIndex {
-    pub fn insert(&mut self, event: &StoredEvent, scratch: &mut String) {
+    /// Indexes an event; a new event type's in-order keys are registered with `shared` for readers on
+    /// other threads.
+    pub fn insert(&mut self, event: &StoredEvent, scratch: &mut String, shared: &ShardShared) {
         let key = (event.timestamp_us(), event.position());
         match self.by_tenant.get_mut(event.tenant_id()) {
             Some(index) => index.insert(key),
@@ -60,7 +76,11 @@ impl LocalIndex {
         write_key(scratch, event.tenant_id(), event.event_type());
         match self.by_type.get_mut(scratch.as_str()) {
             Some(index) => index.insert(key),
-            None => self.by_type.entry(scratch.as_str().into()).or_default().insert(key),
+            None => {
+                let index = self.by_type.entry(scratch.as_str().into()).or_default();
+                shared.register_type(scratch, index.in_order.clone());
+                index.insert(key);
+            }
         };
     }
 

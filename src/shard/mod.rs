@@ -3,6 +3,7 @@
 mod actor;
 mod checkpointer;
 mod index;
+mod ordered_keys;
 mod recover;
 mod shared;
 mod slots;

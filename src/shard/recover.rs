@@ -30,7 +30,7 @@ pub(crate) async fn recover_shard<S: WalStorage>(storage: &S, ctx: &ShardContext
     let mut scratch = String::new();
     let mut insert = |event: StoredEvent| {
         last_timestamp_us = last_timestamp_us.max(event.timestamp_us());
-        index.insert(&event, &mut scratch);
+        index.insert(&event, &mut scratch, shared);
         shared.insert(event, &mut scratch);
     };
     let segments = list_segments(&ctx.wal_dir).map_err(|e| Error::io(format!("list {}", ctx.wal_dir.display()), e))?;

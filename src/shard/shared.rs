@@ -12,6 +12,8 @@ use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use uuid::Uuid;
 
+use super::index::in_order_run;
+use super::ordered_keys::OrderedKeys;
 use super::slots::PositionSlots;
 use crate::event::StoredEvent;
 use crate::query::{fold_state, sort_key, EntityState, Order, Query};
@@ -91,6 +93,9 @@ pub struct ShardShared {
     recovered_last_position: AtomicU64,
     by_id: DashMap<Uuid, u64, RandomState>,
     by_entity: DashMap<Box<str>, EntityEntry, RandomState>,
+    /// Each event type's in-order time keys (`tenant \0 type`), shared with the shard's local index; see
+    /// `type_query`.
+    by_type: DashMap<Box<str>, std::sync::Arc<OrderedKeys>, RandomState>,
     visible_position: AtomicU64,
     /// Shared by all shards of a store.
     published: std::sync::Arc<event_listener::Event>,
@@ -132,6 +137,7 @@ impl ShardShared {
             recovered_last_position: AtomicU64::new(0),
             by_id: DashMap::with_capacity_and_hasher(expected_events, RandomState::default()),
             by_entity: DashMap::default(),
+            by_type: DashMap::default(),
             visible_position: AtomicU64::new(0),
             failure: OnceLock::new(),
             failed_for_space: Default::default(),
@@ -333,6 +339,38 @@ impl ShardShared {
 }
 
 impl ShardShared {
+    /// Makes an event type's in-order keys readable from other threads (shard executor only, once per type).
+    pub(crate) fn register_type(&self, key: &str, keys: std::sync::Arc<OrderedKeys>) {
+        self.by_type.insert(key.into(), keys);
+    }
+
+    /// The visible events of one event type of a tenant in the query's time range and order, at most
+    /// `want`, read on the calling thread. `None` when this shard must answer itself: an event of that
+    /// type arrived with an earlier timestamp than one before it, so its in-order keys are not all of them.
+    pub fn type_query(&self, query: &Query, event_type: &str, want: usize) -> Option<Vec<StoredEvent>> {
+        let started = std::time::Instant::now();
+        let visible = self.visible_position();
+        let keys = match self.by_type.get(entity_key(&query.tenant_id, event_type).as_str()) {
+            Some(keys) => keys.clone(),
+            None => return Some(Vec::new()),
+        };
+        if keys.has_late() {
+            return None;
+        }
+        let (lo, hi) = query.time_range();
+        if lo > hi || want == 0 {
+            return Some(Vec::new());
+        }
+        let run = in_order_run(&keys, &((lo, 0)..=(hi, u64::MAX)));
+        let fetch = |(_, position): (i64, u64)| (position <= visible).then(|| self.get_position(position)).flatten();
+        let events = match query.order {
+            Order::Asc => run.filter_map(fetch).take(want).collect(),
+            Order::Desc => run.rev().filter_map(fetch).take(want).collect(),
+        };
+        self.stats.record_query(started.elapsed());
+        Some(events)
+    }
+
     /// Whether an id is stored here, acknowledged or not.
     pub fn contains_id(&self, id: &Uuid) -> bool {
         self.by_id.contains_key(id)
