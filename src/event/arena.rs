@@ -28,7 +28,7 @@ const CHUNK_FIRST_BYTES: usize = 16 << 10;
 const OWN_CHUNK_MIN_BYTES: usize = CHUNK_MAX_BYTES / 8;
 
 const _: () = assert!(std::mem::align_of::<ArchivedEvent>() <= RECORD_ALIGN_BYTES);
-const _: () = assert!(std::mem::size_of::<ArchivedEvent>() % RECORD_ALIGN_BYTES == 0);
+const _: () = assert!(std::mem::size_of::<ArchivedEvent>().is_multiple_of(RECORD_ALIGN_BYTES));
 
 /// One fixed block of bytes.
 ///
@@ -211,7 +211,7 @@ mod tests {
             entity_id: format!("e{}", position % 7),
             event_type: "x.y".into(),
             payload: format!("\"{}\"", "p".repeat(payload_bytes)),
-            metadata: (position % 2 == 0).then(|| r#"{"source":"out of line, longer than 8"}"#.into()),
+            metadata: position.is_multiple_of(2).then(|| r#"{"source":"out of line, longer than 8"}"#.into()),
         }
     }
 

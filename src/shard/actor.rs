@@ -106,12 +106,15 @@ pub(crate) enum ShardMsg {
     Checkpoint { reply: oneshot::Sender<u64> },
 }
 
+/// The shard an executor thread runs: its shared part (to recognise it) and its core.
+type LocalShard = (Arc<ShardShared>, std::rc::Weak<RefCell<Core>>);
+
 thread_local! {
     /// A reused buffer for index keys in `Core::plan` (which only reads the shard, so it cannot borrow
     /// the shard's own scratch buffer mutably).
     static KEY: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
     /// The shard this thread runs, if any: callers on it append without a channel or a wake.
-    static LOCAL_SHARD: RefCell<Option<(Arc<ShardShared>, std::rc::Weak<RefCell<Core>>)>> = const { RefCell::new(None) };
+    static LOCAL_SHARD: RefCell<Option<LocalShard>> = const { RefCell::new(None) };
 }
 
 /// Appends on the shard whose `shared` this is, directly, when the calling task runs on that shard's
