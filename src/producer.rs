@@ -40,6 +40,9 @@ struct Lane {
 struct Group {
     store: Store,
     shard: usize,
+    /// The group sent before this one on the same lane, until this one has left: a group never overtakes
+    /// it into the shard's inbox, so a shard sees a producer's events in the order they were sent.
+    prev: RefCell<Option<Rc<Group>>>,
     state: RefCell<GroupState>,
 }
 
@@ -53,6 +56,14 @@ enum GroupState {
 }
 
 impl Group {
+    fn new(store: &Store, shard: usize, prev: Option<Rc<Group>>) -> Rc<Group> {
+        Rc::new(Group { store: store.clone(), shard, prev: RefCell::new(prev), state: RefCell::new(GroupState::Filling(Vec::new())) })
+    }
+
+    fn is_filling(&self) -> bool {
+        matches!(&*self.state.borrow(), GroupState::Filling(_))
+    }
+
     fn len(&self) -> usize {
         match &*self.state.borrow() {
             GroupState::Filling(events) => events.len(),
@@ -60,55 +71,64 @@ impl Group {
         }
     }
 
-    /// Sends the group if it is still filling.
-    fn dispatch(&self) {
+    /// Sends the group if it is still filling, once the group before it on its lane has left.
+    fn poll_dispatch(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.is_filling() {
+            return Poll::Ready(());
+        }
+        let prev = self.prev.borrow().clone();
+        if let Some(prev) = prev {
+            if prev.poll_left(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        self.prev.take();
         let mut state = self.state.borrow_mut();
         if let GroupState::Filling(events) = &mut *state {
             let events = std::mem::take(events);
-            let n = events.len();
+            debug_assert!(!events.is_empty());
             *state = match self.store.dispatch_each(self.shard, events) {
                 (None, rx) => GroupState::Sent(rx),
                 (Some(send), rx) => GroupState::Sending(send, rx),
             };
-            debug_assert!(n > 0);
         }
+        Poll::Ready(())
     }
 
-    /// Advances the group as far as it can go; `Ready` once its results are in.
-    fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.dispatch();
+    /// `Ready` once the group has left the producer: it is in the shard's inbox, answered, or failed.
+    fn poll_left(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.poll_dispatch(cx).is_pending() {
+            return Poll::Pending;
+        }
         let mut state = self.state.borrow_mut();
-        loop {
-            let next = match &mut *state {
-                GroupState::Filling(_) => unreachable!("dispatched above"),
-                GroupState::Sending(send, _) => match send.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(sent) => {
-                        let GroupState::Sending(_, rx) = std::mem::replace(&mut *state, GroupState::Done(Vec::new())) else {
-                            unreachable!()
-                        };
-                        match sent {
-                            Ok(()) => GroupState::Sent(rx),
-                            // Refused (the store closed): dropping `rx` with nothing sent reads as closed.
-                            Err(_) => GroupState::Done(Vec::new()),
-                        }
-                    }
-                },
-                GroupState::Sent(rx) => match Pin::new(rx).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(results)) => GroupState::Done(results.into_iter().map(Some).collect()),
-                    Poll::Ready(Err(_canceled)) => GroupState::Done(Vec::new()),
-                },
-                GroupState::Done(_) => return Poll::Ready(()),
-            };
-            *state = next;
+        let GroupState::Sending(send, _) = &mut *state else { return Poll::Ready(()) };
+        let Poll::Ready(sent) = send.as_mut().poll(cx) else { return Poll::Pending };
+        let GroupState::Sending(_, rx) = std::mem::replace(&mut *state, GroupState::Done(Vec::new())) else { unreachable!() };
+        // Refused (the store closed): an empty result list reads as closed.
+        if sent.is_ok() {
+            *state = GroupState::Sent(rx);
         }
+        Poll::Ready(())
     }
 
-    /// Whether the shard has answered (or the group failed), without waiting.
+    /// `Ready` once the shard's results are in (or the group failed).
+    fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.poll_left(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let mut state = self.state.borrow_mut();
+        let GroupState::Sent(rx) = &mut *state else { return Poll::Ready(()) };
+        *state = match Pin::new(rx).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(results)) => GroupState::Done(results.into_iter().map(Some).collect()),
+            Poll::Ready(Err(_canceled)) => GroupState::Done(Vec::new()),
+        };
+        Poll::Ready(())
+    }
+
+    /// Whether the shard has answered (or the group failed), without waiting or sending.
     fn is_done(&self) -> bool {
-        let filling = matches!(&*self.state.borrow(), GroupState::Filling(_));
-        !filling && self.poll_done(&mut Context::from_waker(std::task::Waker::noop())).is_ready()
+        !self.is_filling() && self.poll_done(&mut Context::from_waker(std::task::Waker::noop())).is_ready()
     }
 
     fn take(&self, index: usize) -> Result<AppendAck, Error> {
@@ -138,10 +158,12 @@ impl Producer {
         validate_event(&event, &self.store.config().limits)?;
         let shard = shard_for(&event.tenant_id, &event.entity_id, self.lanes.len());
         let lane = &mut self.lanes[shard];
-        let group = lane
-            .filling
-            .get_or_insert_with(|| Rc::new(Group { store: self.store.clone(), shard, state: RefCell::new(GroupState::Filling(Vec::new())) }))
-            .clone();
+        if lane.filling.as_ref().is_some_and(|g| !g.is_filling()) {
+            // Awaiting one of its acks sent it: it is the lane's latest group in flight.
+            lane.in_flight = lane.filling.take();
+        }
+        let store = &self.store;
+        let group = lane.filling.get_or_insert_with(|| Group::new(store, shard, lane.in_flight.clone())).clone();
         let index = match &mut *group.state.borrow_mut() {
             GroupState::Filling(events) => {
                 events.push((events.len(), event));
@@ -151,44 +173,42 @@ impl Producer {
         };
         let idle = lane.in_flight.as_ref().is_none_or(|g| g.is_done());
         if idle || group.len() >= self.max_group_events {
+            // At most one group per lane waits for room in the inbox: memory stays bounded.
             if let Some(previous) = lane.in_flight.take() {
-                // At most one group waits for inbox room per lane: memory stays bounded.
-                WaitSent(&previous).await;
+                Left(&previous).await;
             }
             lane.filling = None;
-            group.dispatch();
+            Left(&group).await_dispatched().await;
             lane.in_flight = Some(group.clone());
         }
         Ok(AckFuture { group, index })
     }
 
-    /// Sends every group still filling, and waits until each is in its shard's inbox.
+    /// Sends every group still filling, and waits until each has left for its shard's inbox.
     pub async fn flush(&mut self) {
         for lane in &mut self.lanes {
             if let Some(group) = lane.filling.take() {
-                group.dispatch();
-                WaitSent(&group).await;
+                Left(&group).await;
                 lane.in_flight = Some(group);
             }
         }
     }
 }
 
-/// Resolves once a group has left the producer (it is in the shard's inbox or answered).
-struct WaitSent<'a>(&'a Group);
+/// Resolves once a group has left the producer (it is in the shard's inbox, answered, or failed).
+struct Left<'a>(&'a Group);
 
-impl Future for WaitSent<'_> {
+impl Left<'_> {
+    /// Resolves once the group is dispatched (sent, or waiting for room in the inbox).
+    async fn await_dispatched(self) {
+        std::future::poll_fn(|cx| self.0.poll_dispatch(cx)).await
+    }
+}
+
+impl Future for Left<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let group = self.0;
-        let sending = matches!(&*group.state.borrow(), GroupState::Sending(..));
-        if sending {
-            // Drives the send; `Ready` here may also mean the answer is in, which is past sent.
-            if group.poll_done(cx).is_pending() && matches!(&*group.state.borrow(), GroupState::Sending(..)) {
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(())
+        self.0.poll_left(cx)
     }
 }
 

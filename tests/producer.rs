@@ -147,3 +147,38 @@ fn appends_from_a_shard_executor_take_the_direct_path() {
     assert!(status.direct_appends >= 51, "direct appends: {}", status.direct_appends);
     store.close().unwrap();
 }
+
+#[test]
+fn awaiting_an_unsent_group_keeps_the_send_order_even_with_a_full_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path(), 1, 100);
+    // A tiny inbox, so groups often wait for room; small groups, so there are many of them.
+    config.queue_capacity = 2;
+    let store = tidelog::Store::open(config).unwrap();
+    let versions = block_on(async {
+        let mut producer = store.producer().with_max_group_events(3);
+        let mut acks = VecDeque::new();
+        let mut versions = Vec::new();
+        for n in 0..3_000u64 {
+            acks.push_back(producer.send(event("t", "one-entity", "x", n)).await.unwrap());
+            // Now and then await the newest ack first: its group is usually still filling, so awaiting it
+            // sends it, while older groups may still wait for room in the inbox; it must not overtake them.
+            if n % 7 == 0 {
+                let newest = acks.pop_back().unwrap().await.unwrap().version;
+                let mut older = Vec::new();
+                while let Some(ack) = acks.pop_front() {
+                    older.push(ack.await.unwrap().version);
+                }
+                versions.extend(older);
+                versions.push(newest);
+            }
+        }
+        while let Some(ack) = acks.pop_front() {
+            versions.push(ack.await.unwrap().version);
+        }
+        versions
+    });
+    // One entity: its versions are the send order.
+    assert_eq!(versions, (1..=3_000).collect::<Vec<u64>>());
+    store.close().unwrap();
+}
