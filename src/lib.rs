@@ -28,6 +28,8 @@ pub mod producer;
 pub mod query;
 pub mod server;
 pub mod shard;
+#[cfg(feature = "side-runtime")]
+pub mod side_runtime;
 pub mod time;
 pub mod wal;
 
