@@ -437,6 +437,7 @@ fn serve(store: &Store, listen: std::net::SocketAddr, options: tidelog::server::
             recovered = report.records_recovered,
             skipped = report.records_skipped,
             truncated_bytes = report.bytes_truncated,
+            records_after_lost_write = report.records_after_lost_write,
             ms = report.duration.as_secs_f64() * 1000.0,
             "recovery"
         );

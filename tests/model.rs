@@ -1,5 +1,5 @@
 //! Model-based test: random sequences of appends, batches, queries, reads by id, entity states, clean
-//! reopens and crash-reopens, run against a real two-shard `Store` and against a plain in-memory model.
+//! reopens, crash-reopens and power cuts (unsynced sectors lost or kept in any order), run against a real two-shard `Store` and against a plain in-memory model.
 //! Every answer of the store must equal the model's.
 //!
 //! The model knows each shard's next position (predicted, then checked against the acks), so it can
@@ -20,6 +20,9 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+use tidelog::wal::fault::FaultPlan;
 use tidelog::{AppendAck, Error, NewEvent, Order, Query, Store, StoredEvent};
 use uuid::Uuid;
 
@@ -133,6 +136,9 @@ enum Op {
     Reopen,
     /// `halt` (no flush, no sync) then open again.
     Crash,
+    /// `halt`, then a power cut that keeps a random choice of the unsynced sectors (seeded), in any
+    /// order, then open again.
+    PowerCut(u64),
     /// Write a Parquet checkpoint on every shard now (which also trims the WAL and may compact).
     Checkpoint,
 }
@@ -224,6 +230,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(tenant, entity, as_of)| Op::State { tenant, entity, as_of }),
         2 => Just(Op::Reopen),
         2 => Just(Op::Crash),
+        2 => any::<u64>().prop_map(Op::PowerCut),
         2 => Just(Op::Checkpoint),
     ]
 }
@@ -278,6 +285,18 @@ impl Model {
         if self.known_set.insert(id) {
             self.known_ids.push(id);
         }
+    }
+
+    /// Forgets what a power cut took from `shard`: every position after `last`.
+    fn lose_after(&mut self, shard: usize, last: u64) {
+        self.events.retain(|e| e.shard != shard || e.position <= last);
+        self.by_id = self.events.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+        self.versions.clear();
+        for e in &self.events {
+            let version = self.versions.entry((e.tenant.clone(), e.entity.clone())).or_default();
+            *version = (*version).max(e.version);
+        }
+        self.last_position[shard] = last;
     }
 
     fn count(&self, shard: usize) -> u64 {
@@ -410,6 +429,8 @@ fn conflict_of(err: &Error) -> Option<Conflict> {
 
 struct Harness {
     dir: tempfile::TempDir,
+    /// The fault layer of the open store: it knows what was synced, for power cuts.
+    plan: Arc<FaultPlan>,
     interval: u32,
     store: Option<Store>,
     model: Model,
@@ -428,7 +449,8 @@ impl Harness {
         config.checkpoints.every_events = 5;
         config.checkpoints.compact_target_events = 20;
         config.checkpoints.compact_min_files = 3;
-        let store = Store::open(config).map_err(|e| format!("open: {e}"))?;
+        self.plan = FaultPlan::new();
+        let store = Store::open(config.fault_plan(self.plan.clone())).map_err(|e| format!("open: {e}"))?;
         ensure_eq!(store.shard_count(), 2, "shard count");
         self.store = Some(store);
         Ok(())
@@ -864,6 +886,34 @@ impl Harness {
         self.check_all()
     }
 
+    /// A power cut that wrote back a random choice of unsynced sectors, in any order. At
+    /// `FSYNC_INTERVAL=0` every acknowledged event survives; at N each shard keeps a prefix of its log
+    /// (what was synced, at least), and the model forgets the rest.
+    fn power_cut(&mut self, seed: u64) -> Result<(), String> {
+        let store = self.store.take().expect("store open");
+        store.halt();
+        drop(store);
+        self.plan.power_cut_reordered(seed).map_err(|e| format!("power cut: {e}"))?;
+        self.open()?;
+        let reports = self.store().recovery_reports().to_vec();
+        for (shard, report) in reports.iter().enumerate() {
+            ensure_eq!(
+                (report.records_skipped, report.corrupt_bytes_skipped),
+                (0, 0),
+                "a power cut is not corruption (shard {shard}: {report})"
+            );
+            let acknowledged = self.model.last_position[shard];
+            if self.interval == 0 {
+                ensure_eq!(report.last_position, acknowledged, "FSYNC_INTERVAL=0 keeps every acknowledged event ({report})");
+            } else {
+                ensure!(report.last_position <= acknowledged, "shard {shard} recovered past what was appended ({report})");
+                self.model.lose_after(shard, report.last_position);
+            }
+            ensure_eq!(report.events(), self.model.count(shard), "recovered events of shard {shard} ({report})");
+        }
+        self.check_all()
+    }
+
     fn step(&mut self, op: &Op) -> Result<(), String> {
         match op {
             Op::Append(spec) => self.append(std::slice::from_ref(spec), true, true),
@@ -887,6 +937,7 @@ impl Harness {
             }
             Op::Reopen => self.reopen(false),
             Op::Crash => self.reopen(true),
+            Op::PowerCut(seed) => self.power_cut(*seed),
             Op::Checkpoint => {
                 let covered = common::block_on(self.store().checkpoint()).map_err(|e| format!("checkpoint: {e}"))?;
                 for (shard, status) in self.store().status().iter().enumerate() {
@@ -927,6 +978,7 @@ fn with_deadline(
 fn run(interval: u32, ops: &[Op]) -> Result<(), String> {
     let mut h = Harness {
         dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+        plan: FaultPlan::new(),
         interval,
         store: None,
         model: Model { last_position: vec![0; 2], last_server_ts: vec![i64::MIN; 2], ..Model::default() },

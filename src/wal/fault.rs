@@ -78,6 +78,20 @@ impl FaultPlan {
     /// Drops every byte not covered by a completed fdatasync, as a power cut would. Call only after the
     /// store has stopped (see `Store::halt`).
     pub fn power_cut(&self) -> io::Result<()> {
+        self.cut_power(None)
+    }
+
+    /// A power cut in which the disk had written back some of the unsynced sectors and not others, in
+    /// any order: each 512-byte sector that unsynced writes touched holds, independently, its durable
+    /// contents or what one of those writes left in it (the page cache may have written an earlier
+    /// version back before a later write changed the sector). A sector is written whole or not at all.
+    /// `seed` makes the choice repeatable.
+    pub fn power_cut_reordered(&self, seed: u64) -> io::Result<()> {
+        self.cut_power(Some(seed))
+    }
+
+    fn cut_power(&self, reorder_seed: Option<u64>) -> io::Result<()> {
+        let mut rng = reorder_seed.map(fastrand::Rng::with_seed);
         let mut state = self.state.lock().unwrap();
         for (path, shadow) in state.files.drain() {
             if !shadow.entry_durable {
@@ -91,14 +105,11 @@ impl FaultPlan {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            for (offset, data) in &shadow.unsynced {
-                let start = *offset as usize;
-                let mut restore = vec![0u8; data.len()];
-                if start < shadow.durable.len() {
-                    let end = (start + data.len()).min(shadow.durable.len());
-                    restore[..end - start].copy_from_slice(&shadow.durable[start..end]);
-                }
-                file.write_all_at(&restore, *offset)?;
+            let len_bytes = file.metadata()?.len();
+            for (offset, mut bytes) in after_power_cut(&shadow, rng.as_mut()) {
+                // A sector past the end of the file was never part of it.
+                bytes.truncate(len_bytes.saturating_sub(offset) as usize);
+                file.write_all_at(&bytes, offset)?;
             }
             file.sync_all()?;
         }
@@ -149,6 +160,47 @@ impl FaultPlan {
             }
         }
     }
+}
+
+/// The simulated disk writes sectors of this size whole or not at all.
+const SECTOR_BYTES: u64 = super::segment::SECTOR_BYTES as u64;
+
+/// What each range of a file touched by unsynced writes holds after a power cut: `(offset, bytes)` to
+/// write over the file. Without `rng` every unsynced write is lost; with it, sector by sector, a random
+/// version among "durable" and "after each unsynced write that touched it".
+fn after_power_cut(shadow: &Shadow, rng: Option<&mut fastrand::Rng>) -> Vec<(u64, Vec<u8>)> {
+    let durable_at = |offset: u64, len: usize| {
+        let mut bytes = vec![0u8; len];
+        let start = offset as usize;
+        if start < shadow.durable.len() {
+            let end = (start + len).min(shadow.durable.len());
+            bytes[..end - start].copy_from_slice(&shadow.durable[start..end]);
+        }
+        bytes
+    };
+    let Some(rng) = rng else {
+        return shadow.unsynced.iter().map(|(offset, data)| (*offset, durable_at(*offset, data.len()))).collect();
+    };
+    // Every sector the unsynced writes touched, with its successive versions.
+    let mut sectors: std::collections::BTreeMap<u64, Vec<Vec<u8>>> = std::collections::BTreeMap::new();
+    for (offset, data) in &shadow.unsynced {
+        let end = offset + data.len() as u64;
+        let mut sector = offset / SECTOR_BYTES * SECTOR_BYTES;
+        while sector < end {
+            let versions = sectors.entry(sector).or_insert_with(|| vec![durable_at(sector, SECTOR_BYTES as usize)]);
+            let mut next = versions.last().expect("starts with the durable version").clone();
+            let from = sector.max(*offset);
+            let to = (sector + SECTOR_BYTES).min(end);
+            next[(from - sector) as usize..(to - sector) as usize]
+                .copy_from_slice(&data[(from - offset) as usize..(to - offset) as usize]);
+            versions.push(next);
+            sector += SECTOR_BYTES;
+        }
+    }
+    sectors.into_iter().map(|(sector, mut versions)| {
+        let pick = rng.usize(..versions.len());
+        (sector, versions.swap_remove(pick))
+    }).collect()
 }
 
 /// [`FileStorage`] with a [`FaultPlan`] in front of it.

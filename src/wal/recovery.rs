@@ -34,6 +34,10 @@ pub struct RecoveryReport {
     pub corrupt_bytes_skipped: u64,
     /// Bytes cut off the end of the last segment (a torn or unfinished final write).
     pub bytes_truncated: u64,
+    /// Whole records cut off with the tail because an earlier write never reached the disk (a power cut
+    /// that wrote later sectors back before earlier ones): never acknowledged at `FSYNC_INTERVAL=0`,
+    /// within the last N ms at N. Counted in `bytes_truncated` too.
+    pub records_after_lost_write: u64,
     pub last_position: u64,
     /// Segments not read because a checkpoint covers all of their records.
     pub segments_covered: u32,
@@ -67,13 +71,14 @@ impl std::fmt::Display for RecoveryReport {
         write!(
             f,
             "{} records recovered from {} WAL segments ({} covered by checkpoints, not read), {} skipped ({} corrupt bytes), \
-             {} bytes truncated, last position {}, {:.1} ms",
+             {} bytes truncated ({} records after a write lost to a power cut), last position {}, {:.1} ms",
             self.records_recovered,
             self.segments,
             self.segments_covered,
             self.records_skipped,
             self.corrupt_bytes_skipped,
             self.bytes_truncated,
+            self.records_after_lost_write,
             self.last_position,
             self.duration.as_secs_f64() * 1000.0
         )
@@ -170,8 +175,21 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
                         committed_end = offset;
                     }
                 }
-                None if matches!(decode_frame(&self.data[offset..]), Frame::End) => break,
+                None if matches!(decode_frame(&self.data[offset..]), Frame::End) => {
+                    if is_last && self.data[offset..].iter().any(|&b| b != 0) {
+                        // Records after a write that never reached the disk: cut off with the tail.
+                        self.report.records_after_lost_write += self.count_records_from(offset);
+                    }
+                    break;
+                }
                 None => match self.resync(offset) {
+                    Some(next) if is_last && has_unwritten_sector(&self.data[offset..next], offset) => {
+                        // A sector in the damage was never written: the write that held it did not reach
+                        // the disk, so nothing after it was synced either (an fdatasync covers all
+                        // earlier bytes). The log ends here; what a later write left behind goes too.
+                        self.report.records_after_lost_write += self.count_records_from(next);
+                        break;
+                    }
                     Some(next) => {
                         // Valid records follow, so this is damage in the middle of the log, not a torn
                         // write. The batch around it was complete when written: keep what survives.
@@ -210,6 +228,23 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
         (event.position() > *self.seen_position).then_some((event, batch_continues, HEADER_BYTES + body.len()))
     }
 
+    /// How many whole records lie from `offset` to the end of the segment, past any damage.
+    fn count_records_from(&self, mut offset: usize) -> u64 {
+        let mut count = 0;
+        loop {
+            match self.record_at(offset) {
+                Some((_, _, size)) => {
+                    count += 1;
+                    offset += size;
+                }
+                None => match self.resync(offset) {
+                    Some(next) => offset = next,
+                    None => return count,
+                },
+            }
+        }
+    }
+
     /// The offset of the next valid record after damaged bytes at `offset`, if any.
     fn resync(&self, offset: usize) -> Option<usize> {
         (offset + 8..self.data.len().saturating_sub(HEADER_BYTES)).step_by(8).find(|&o| self.record_at(o).is_some())
@@ -235,6 +270,17 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
         }
         Ok(())
     }
+}
+
+/// Whether `damage` (starting at file offset `offset`) holds a whole 512-byte sector of zeros. A segment
+/// is zeros where nothing was ever written (pre-allocated, and recovery zeroes what it cuts off), and no
+/// record has 512 zero bytes in a row (JSON text and names hold no NUL; the archive's padding and
+/// pointers are a few bytes), so such a sector is one a write never reached. A flipped bit or a sector
+/// the disk garbled is not zeros: that stays mid-log corruption.
+fn has_unwritten_sector(damage: &[u8], offset: usize) -> bool {
+    let sector = crate::wal::segment::SECTOR_BYTES;
+    let first = offset.next_multiple_of(sector) - offset;
+    damage.get(first..).is_some_and(|rest| rest.chunks_exact(sector).any(|s| s.iter().all(|&b| b == 0)))
 }
 
 /// Makes sure nothing but zeros follows `end` in the last segment, so stale bytes of an unfinished write

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 const MAGIC: &[u8; 8] = b"TIDELOG\0";
 pub const FORMAT_VERSION: u32 = 1;
+/// The unit a disk writes whole or not at all; recovery reads an all-zero one as never written.
+pub const SECTOR_BYTES: usize = 512;
 pub fn segment_path(wal_dir: &Path, first_position: u64) -> PathBuf {
     wal_dir.join(format!("{first_position:020}.log"))
 }
