@@ -58,6 +58,11 @@ pub struct ShardStatus {
 
 struct ShardHandle {
     inbox: flume::Sender<ShardMsg>,
+    /// Unbounded, for the few messages that must never wait for room, because they are sent where no
+    /// one can wait (drop glue) or where waiting could stall a core on its own full inbox (commit, abort,
+    /// close). Each is bounded in number by something else: one commit or abort per prepared part, one
+    /// close or halt per store.
+    control: flume::Sender<ShardMsg>,
     shared: Arc<ShardShared>,
 }
 
@@ -105,6 +110,7 @@ impl Store {
         let published = Arc::new(event_listener::Event::new());
         for k in 0..meta.shards {
             let (inbox, inbox_rx) = flume::bounded(config.queue_capacity);
+            let (control, control_rx) = flume::unbounded();
             // The checkpoints' event count sizes the maps (a hint: the WAL tail adds to it).
             let checkpoint_dir = dir.join(format!("shard-{k}")).join("checkpoints");
             let expected_events = Manifest::load(&checkpoint_dir, k as u32).map_or(0, |m| m.events() as usize);
@@ -120,6 +126,7 @@ impl Store {
                 mid_log_corruption: config.mid_log_corruption,
                 max_pending_bytes: config.max_pending_bytes,
                 inbox: inbox_rx,
+                control: control_rx,
             };
             let (report_tx, report_rx) = oneshot::channel();
             let on_recovered = move |r: Result<RecoveryReport, Error>| {
@@ -144,7 +151,7 @@ impl Store {
                     break;
                 }
             }
-            shards.push(ShardHandle { inbox, shared });
+            shards.push(ShardHandle { inbox, control, shared });
             recovered.push(report_rx);
         }
         // Shards recover in parallel, each on its own core; collect every answer before deciding.
@@ -320,7 +327,7 @@ impl Store {
         let sending = Sending::start(&self.inner)?;
         for &shard in &guard.shards {
             let (reply, rx) = oneshot::channel();
-            self.inner.shards[shard].inbox.send(ShardMsg::Commit { txn, reply }).map_err(|_| Error::Closed)?;
+            self.inner.shards[shard].control.send(ShardMsg::Commit { txn, reply }).map_err(|_| Error::Closed)?;
             replies.push(rx);
         }
         drop(sending);
@@ -489,13 +496,14 @@ impl Store {
     /// Flushes and fdatasyncs every shard, then stops them. Closing again does nothing. Do not call it
     /// from a shard's own executor.
     pub fn close(&self) -> Result<(), Error> {
+        assert!(!crate::shard::on_shard_thread(), "Store::close blocks: call it off the shards' executors");
         if !self.stop_sending() {
             return Ok(());
         }
         let mut replies = Vec::new();
         for shard in &self.inner.shards {
             let (reply, rx) = oneshot::channel();
-            if shard.inbox.send(ShardMsg::Close { reply }).is_ok() {
+            if shard.control.send(ShardMsg::Close { reply }).is_ok() {
                 replies.push(rx);
             }
         }
@@ -514,7 +522,7 @@ impl Store {
     pub fn halt(&self) {
         self.stop_sending();
         for shard in &self.inner.shards {
-            let _ = shard.inbox.send(ShardMsg::Halt);
+            let _ = shard.control.send(ShardMsg::Halt);
         }
         self.join_executors();
     }
@@ -606,7 +614,7 @@ struct AbortOnDrop<'a> {
 impl Drop for AbortOnDrop<'_> {
     fn drop(&mut self) {
         for &shard in &self.shards {
-            let _ = self.store.inner.shards[shard].inbox.send(ShardMsg::Abort { txn: self.txn });
+            let _ = self.store.inner.shards[shard].control.send(ShardMsg::Abort { txn: self.txn });
         }
     }
 }
@@ -616,10 +624,14 @@ impl Drop for Inner {
         if !self.closed.swap(true, Ordering::SeqCst) {
             for shard in &self.shards {
                 let (reply, _rx) = oneshot::channel();
-                let _ = shard.inbox.send(ShardMsg::Close { reply });
+                let _ = shard.control.send(ShardMsg::Close { reply });
             }
-            for executor in std::mem::take(&mut *self.executors.lock().unwrap()) {
-                let _ = executor.join();
+            // The last handle may go away on a shard's own executor (an HTTP task): joining there would
+            // wait for itself. The executors then stop on their own once closed.
+            if !crate::shard::on_shard_thread() {
+                for executor in std::mem::take(&mut *self.executors.lock().unwrap()) {
+                    let _ = executor.join();
+                }
             }
         }
     }

@@ -144,6 +144,11 @@ pub(crate) fn append_local(
     })
 }
 
+/// Whether the calling thread runs a shard's executor (where nothing may block).
+pub(crate) fn on_shard_thread() -> bool {
+    LOCAL_SHARD.with(|local| local.borrow().is_some())
+}
+
 /// Builds a task on the shard's thread (its future need not be Send).
 pub type LocalTaskFactory = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;
 
@@ -159,6 +164,9 @@ pub(crate) struct ShardContext {
     pub checkpoint_damage: CheckpointDamage,
     pub max_pending_bytes: usize,
     pub inbox: flume::Receiver<ShardMsg>,
+    /// Messages that must never wait for room (see `coordinator::ShardHandle::control`): taken before
+    /// the inbox.
+    pub control: flume::Receiver<ShardMsg>,
 }
 
 pub(crate) struct Waiter {
@@ -546,14 +554,20 @@ pub(crate) async fn run_shard<S: WalStorage>(
 
     LOCAL_SHARD.with(|local| *local.borrow_mut() = Some((shared.clone(), Rc::downgrade(&core))));
     let checkpoints = glommio::spawn_local(checkpoint_task(core.clone(), checkpointer));
-    acceptor(core, wal, ctx.inbox, ctx.max_pending_bytes).await;
+    acceptor(core, wal, ctx.inbox, ctx.control, ctx.max_pending_bytes).await;
     LOCAL_SHARD.with(|local| local.borrow_mut().take());
     drop(checkpoints);
 }
 
-async fn acceptor(core: Rc<RefCell<Core>>, wal: Rc<Wal<Waiter>>, inbox: flume::Receiver<ShardMsg>, max_pending_bytes: usize) {
+async fn acceptor(
+    core: Rc<RefCell<Core>>,
+    wal: Rc<Wal<Waiter>>,
+    inbox: flume::Receiver<ShardMsg>,
+    control: flume::Receiver<ShardMsg>,
+    max_pending_bytes: usize,
+) {
     let handle = |msg: ShardMsg| {
-        let (core, wal) = (&core, &wal);
+        let (core, wal, inbox) = (&core, &wal, &inbox);
         async move {
             match msg {
                 ShardMsg::Append { events, reply } => core.borrow_mut().append(events, Reply::Batch(reply)),
@@ -577,6 +591,14 @@ async fn acceptor(core: Rc<RefCell<Core>>, wal: Rc<Wal<Waiter>>, inbox: flume::R
                     let _ = reply.send(core.borrow().tenant_stats(&tenant_id));
                 }
                 ShardMsg::Close { reply } => {
+                    // Close comes on the control channel, possibly ahead of appends already queued: take
+                    // those first (no new ones can arrive, the store refuses sends once closing), so
+                    // every caller gets an answer.
+                    while let Ok(msg) = inbox.try_recv() {
+                        if let Some(reply) = queued_before_close(core, msg) {
+                            let _ = reply.send(Err(Error::Closed));
+                        }
+                    }
                     core.borrow_mut().closing = true;
                     let closed = match wal.close().await {
                         Ok(()) => {
@@ -600,18 +622,18 @@ async fn acceptor(core: Rc<RefCell<Core>>, wal: Rc<Wal<Waiter>>, inbox: flume::R
     // With every sender gone nobody waits for an answer: close all the same.
     let closed = || ShardMsg::Close { reply: oneshot::channel().0 };
     loop {
-        if handle(inbox.recv_async().await.unwrap_or_else(|_| closed())).await {
+        let next = match control.try_recv() {
+            Ok(msg) => msg,
+            Err(_) => futures_lite::future::or(control.recv_async(), inbox.recv_async()).await.unwrap_or_else(|_| closed()),
+        };
+        if handle(next).await {
             return;
         }
         // Whatever else is queued joins the same WAL write.
         while wal.staged_bytes() < max_pending_bytes {
-            match inbox.try_recv() {
-                Ok(msg) => {
-                    if handle(msg).await {
-                        return;
-                    }
-                }
-                Err(_) => break,
+            let Ok(msg) = control.try_recv().or_else(|_| inbox.try_recv()) else { break };
+            if handle(msg).await {
+                return;
             }
         }
         wal.flush();
@@ -621,6 +643,30 @@ async fn acceptor(core: Rc<RefCell<Core>>, wal: Rc<Wal<Waiter>>, inbox: flume::R
         }
         futures_lite::future::yield_now().await;
     }
+}
+
+/// A message found in the inbox when Close arrived: appends and reads are still served (the WAL is
+/// about to be flushed and synced); anything else gets its reply back to be answered `Closed`.
+fn queued_before_close(core: &Rc<RefCell<Core>>, msg: ShardMsg) -> Option<oneshot::Sender<Result<(), Error>>> {
+    match msg {
+        ShardMsg::Append { events, reply } => core.borrow_mut().append(events, Reply::Batch(reply)),
+        ShardMsg::AppendEach { events, reply } => core.borrow_mut().append(events, Reply::Each(reply)),
+        ShardMsg::Prepare { reply, .. } => return Some(reply),
+        ShardMsg::Commit { txn, reply } => core.borrow_mut().finish(txn, Some(reply)),
+        ShardMsg::Abort { txn } => core.borrow_mut().finish(txn, None),
+        ShardMsg::Query { query, want, reply } => {
+            let core = core.borrow();
+            let _ = reply.send(core.index.query(&core.shared, &query, want));
+        }
+        ShardMsg::TenantStats { tenant_id, reply } => {
+            let _ = reply.send(core.borrow().tenant_stats(&tenant_id));
+        }
+        ShardMsg::Checkpoint { reply } => {
+            let _ = reply.send(core.borrow().checkpointer.covered_position());
+        }
+        ShardMsg::Spawn(_) | ShardMsg::Close { .. } | ShardMsg::Halt => {}
+    }
+    None
 }
 
 /// Checkpoints everything synced so far; returns the position the checkpoints cover afterwards.

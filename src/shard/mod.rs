@@ -9,7 +9,7 @@ mod shared;
 mod slots;
 
 pub(crate) use actor::ShardContext;
-pub(crate) use actor::{append_local, run_shard, LocalTaskFactory, Reply, ShardMsg};
+pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Reply, ShardMsg};
 pub use shared::{entity_key, EntityEntry, ShardLatency, ShardShared, ShardStats};
 
 use xxhash_rust::xxh3::Xxh3;

@@ -76,8 +76,12 @@ impl ShardStats {
         }
     }
 
+    /// Called from any thread (queries run on the caller's executor too): a sample is dropped rather
+    /// than wait for the shard or a metrics scrape holding the histograms.
     pub(crate) fn record_query(&self, elapsed: std::time::Duration) {
-        self.latency.lock().unwrap().query_ns.saturating_record(elapsed.as_nanos() as u64);
+        if let Ok(mut latency) = self.latency.try_lock() {
+            latency.query_ns.saturating_record(elapsed.as_nanos() as u64);
+        }
     }
 }
 
