@@ -16,7 +16,10 @@ use crate::error::Error;
 use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
 use crate::meta::{self, DirLock};
 use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult, TenantStats, TypeFilter};
-use crate::shard::{append_local, run_shard, shard_for, LocalTaskFactory, Reply, ShardContext, ShardMsg, ShardShared};
+use crate::shard::{
+    append_local, run_shard, shard_for, BatchState, CommitClock, IdIndex, LocalTaskFactory, Reply, ShardContext, ShardMsg,
+    ShardShared,
+};
 use crate::wal::fault::FaultyStorage;
 use crate::wal::io::FileStorage;
 use crate::wal::RecoveryReport;
@@ -58,6 +61,11 @@ pub struct ShardStatus {
 
 struct ShardHandle {
     inbox: flume::Sender<ShardMsg>,
+    /// Unbounded, for the few messages that must never wait for room, because they are sent where no
+    /// one can wait (drop glue) or where waiting could stall a core on its own full inbox (commit, abort,
+    /// close). Each is bounded in number by something else: one commit or abort per prepared part, one
+    /// close or halt per store.
+    control: flume::Sender<ShardMsg>,
     shared: Arc<ShardShared>,
 }
 
@@ -72,6 +80,10 @@ struct Inner {
     /// and its caller would wait forever.
     sending: AtomicUsize,
     next_txn: AtomicU64,
+    /// The high 64 bits of every batch id of this open: the open's time in µs, so ids never repeat across
+    /// opens (see `docs/FORMAT.md`).
+    txn_epoch: u64,
+    clock: Arc<CommitClock>,
     /// Held until the shards have stopped; released by close, so the directory can be reopened.
     lock: Mutex<Option<DirLock>>,
 }
@@ -103,12 +115,16 @@ impl Store {
         let mut recovered = Vec::with_capacity(meta.shards);
         let mut failure = None;
         let published = Arc::new(event_listener::Event::new());
+        let ids: Arc<IdIndex> = Arc::default();
+        let clock: Arc<CommitClock> = Arc::default();
         for k in 0..meta.shards {
             let (inbox, inbox_rx) = flume::bounded(config.queue_capacity);
+            let (control, control_rx) = flume::unbounded();
             // The checkpoints' event count sizes the maps (a hint: the WAL tail adds to it).
             let checkpoint_dir = dir.join(format!("shard-{k}")).join("checkpoints");
             let expected_events = Manifest::load(&checkpoint_dir, k as u32).map_or(0, |m| m.events() as usize);
-            let shared = Arc::new(ShardShared::with_capacity(k as u32, published.clone(), expected_events));
+            let shared =
+                Arc::new(ShardShared::with_capacity(k as u32, published.clone(), ids.clone(), clock.clone(), expected_events));
             let ctx = ShardContext {
                 shared: shared.clone(),
                 wal_dir: dir.join(format!("shard-{k}")).join("wal"),
@@ -120,6 +136,7 @@ impl Store {
                 mid_log_corruption: config.mid_log_corruption,
                 max_pending_bytes: config.max_pending_bytes,
                 inbox: inbox_rx,
+                control: control_rx,
             };
             let (report_tx, report_rx) = oneshot::channel();
             let on_recovered = move |r: Result<RecoveryReport, Error>| {
@@ -144,7 +161,7 @@ impl Store {
                     break;
                 }
             }
-            shards.push(ShardHandle { inbox, shared });
+            shards.push(ShardHandle { inbox, control, shared });
             recovered.push(report_rx);
         }
         // Shards recover in parallel, each on its own core; collect every answer before deciding.
@@ -165,6 +182,8 @@ impl Store {
                 closed: AtomicBool::new(false),
                 sending: AtomicUsize::new(0),
                 next_txn: AtomicU64::new(1),
+                txn_epoch: crate::time::now_us().max(0) as u64,
+                clock,
                 lock: Mutex::new(Some(lock)),
             }),
         };
@@ -230,10 +249,11 @@ impl Store {
         for (index, event) in events.into_iter().enumerate() {
             let shard = shard_for(&event.tenant_id, &event.entity_id, n);
             if let Some(id) = event.id {
-                // An id is unique across the store; its owning shard checks its own part.
-                let elsewhere = (0..n).filter(|&s| s != shard).any(|s| self.inner.shards[s].shared.contains_id(&id))
-                    || *batch_ids.entry(id).or_insert(shard) != shard;
-                if elsewhere {
+                // Stored on another shard, or the same id for entities of two shards in this batch: an
+                // early answer, before any shard plans (its errors come first, whatever the order). The
+                // shards' atomic claim in the store's id index is what decides a race.
+                let elsewhere = self.inner.shards[0].shared.id_owner(&id).is_some_and(|(owner, _)| owner as usize != shard);
+                if elsewhere || *batch_ids.entry(id).or_insert(shard) != shard {
                     return Err(Error::IdConflict { id, index });
                 }
             }
@@ -248,8 +268,11 @@ impl Store {
             }
         }
         let checked = |e: &NewEvent| e.expected_version.is_some() || e.id.is_some();
-        if shards_involved > 1 && parts.iter().flatten().any(|(_, e)| checked(e)) {
-            return self.append_prepared(parts, total).await;
+        if shards_involved > 1 {
+            if parts.iter().flatten().any(|(_, e)| checked(e)) {
+                return self.append_prepared(parts, total).await;
+            }
+            return self.append_parts(parts, total).await;
         }
         let mut replies = Vec::new();
         for (shard, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
@@ -298,29 +321,64 @@ impl Store {
         (Some(Box::pin(async move { store.send(shard, msg).await })), rx)
     }
 
+    /// A new cross-shard batch over the shards with a non-empty part; each participant is told through
+    /// its control channel when the batch is decided.
+    fn new_batch(&self, parts: &[Vec<(usize, NewEvent)>]) -> Arc<BatchState> {
+        let id = (u128::from(self.inner.txn_epoch) << 64) | u128::from(self.inner.next_txn.fetch_add(1, Ordering::Relaxed));
+        let participants: Vec<u32> = (0..parts.len()).filter(|&s| !parts[s].is_empty()).map(|s| s as u32).collect();
+        let on_decided = participants
+            .iter()
+            .map(|&s| {
+                let control = self.inner.shards[s as usize].control.clone();
+                Box::new(move |txn: u128| {
+                    let _ = control.send(ShardMsg::Decided { txn });
+                }) as Box<dyn Fn(u128) + Send + Sync>
+            })
+            .collect();
+        Arc::new(BatchState::new(id, participants, on_decided))
+    }
+
+    /// A batch that spans shards with nothing to check: every shard appends its part at once; each part
+    /// stays hidden until the last one is acknowledged, which commits the batch for every reader at once.
+    async fn append_parts(&self, parts: Vec<Vec<(usize, NewEvent)>>, total: usize) -> Result<Vec<AppendAck>, Error> {
+        let batch = self.new_batch(&parts);
+        // Until every part is handed over, leaving (an error, or the caller giving up) aborts the batch:
+        // the parts already sent stay hidden, and recovery drops them.
+        let mut unsent = AbortUnsent(Some(batch.clone()));
+        let mut replies = Vec::new();
+        for (shard, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+            let (reply, rx) = oneshot::channel();
+            self.send_append(shard, part, Reply::Part(reply, batch.clone())).await?;
+            replies.push(rx);
+        }
+        unsent.0 = None;
+        collect_acks(replies, total).await
+    }
+
     /// A batch that spans shards and carries expected versions or client ids: every shard first checks
-    /// its part and holds its entities (prepare); only if all agree is it appended everywhere (commit), so
-    /// a version or id conflict anywhere writes nothing anywhere.
+    /// its part, claims its ids and holds its entities (prepare); only if all agree is it appended
+    /// everywhere as planned (commit), so a version or id conflict anywhere writes nothing anywhere.
     async fn append_prepared(&self, parts: Vec<Vec<(usize, NewEvent)>>, total: usize) -> Result<Vec<AppendAck>, Error> {
-        let txn = self.inner.next_txn.fetch_add(1, Ordering::Relaxed);
+        let batch = self.new_batch(&parts);
+        let txn = batch.id;
         let mut guard = AbortOnDrop { store: self, txn, shards: Vec::new() };
         let mut votes = Vec::new();
         for (shard, part) in parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
             let (reply, rx) = oneshot::channel();
-            self.send(shard, ShardMsg::Prepare { txn, events: part, reply }).await?;
+            self.send(shard, ShardMsg::Prepare { batch: batch.clone(), events: part, reply }).await?;
             guard.shards.push(shard);
             votes.push(rx);
         }
         for vote in votes {
             vote.await.map_err(|_| Error::Closed)??;
         }
-        // Every shard agreed. The commits go out with no await between them, so a caller that gives up
-        // now cannot leave the batch committed on some shards only.
+        // Every shard agreed. The commits go out with no await between them (and on the control channels,
+        // which never wait), so a caller that gives up now cannot leave the batch committed on some only.
         let mut replies = Vec::new();
         let sending = Sending::start(&self.inner)?;
         for &shard in &guard.shards {
             let (reply, rx) = oneshot::channel();
-            self.inner.shards[shard].inbox.send(ShardMsg::Commit { txn, reply }).map_err(|_| Error::Closed)?;
+            self.inner.shards[shard].control.send(ShardMsg::Commit { txn, reply }).map_err(|_| Error::Closed)?;
             replies.push(rx);
         }
         drop(sending);
@@ -331,10 +389,12 @@ impl Store {
     /// Counts of one tenant's acknowledged events, over all shards.
     pub async fn tenant_stats(&self, tenant_id: &str) -> Result<TenantStats, Error> {
         validate_tenant(tenant_id).map_err(|e| QueryError::Tenant(e.reason))?;
+        // One snapshot for every shard: a cross-shard batch counts wholly or not at all.
+        let at = self.inner.clock.snapshot();
         let mut replies = Vec::new();
         for shard in 0..self.shard_count() {
             let (reply, rx) = oneshot::channel();
-            self.send(shard, ShardMsg::TenantStats { tenant_id: tenant_id.to_string(), reply }).await?;
+            self.send(shard, ShardMsg::TenantStats { tenant_id: tenant_id.to_string(), at: at.seq, reply }).await?;
             replies.push(rx);
         }
         let mut total = TenantStats::default();
@@ -402,7 +462,8 @@ impl Store {
 
     /// An event by id, if it exists in `tenant_id`.
     pub fn get(&self, tenant_id: &str, id: &Uuid) -> Option<StoredEvent> {
-        self.inner.shards.iter().find_map(|s| s.shared.get_by_id(tenant_id, id))
+        let (shard, _) = self.inner.shards[0].shared.id_owner(id)?;
+        self.inner.shards.get(shard as usize)?.shared.get_by_id(tenant_id, id)
     }
 
     /// Runs a query. Entity queries read the owning shard's maps directly; the others run on every shard
@@ -423,10 +484,14 @@ impl Store {
                 let shard = &self.inner.shards[self.shard_of(&query.tenant_id, entity_id)];
                 vec![shard.shared.entity_query(query, entity_id, want)]
             }
-            None => match self.type_query_here(query, want) {
-                Some(lists) => lists,
-                None => self.query_on_shards(query, want).await?,
-            },
+            None => {
+                // One snapshot for every shard: a cross-shard batch is in the answer wholly or not at all.
+                let at = self.inner.clock.snapshot();
+                match self.type_query_here(query, want, at.seq) {
+                    Some(lists) => lists,
+                    None => self.query_on_shards(query, want, at.seq).await?,
+                }
+            }
         };
         let (events, has_more) = merge_sorted(lists, query.order, query.offset, limit, sort_key);
         Ok(QueryResult { events, has_more })
@@ -434,17 +499,17 @@ impl Store {
 
     /// A query by one event type, answered from the shards' shared in-order keys on the calling thread;
     /// `None` when a shard must answer itself (an event of that type arrived out of time order).
-    fn type_query_here(&self, query: &Query, want: usize) -> Option<Vec<Vec<StoredEvent>>> {
+    fn type_query_here(&self, query: &Query, want: usize, at: u64) -> Option<Vec<Vec<StoredEvent>>> {
         let Some(TypeFilter::Exact(event_type)) = &query.event_type else { return None };
-        self.inner.shards.iter().map(|shard| shard.shared.type_query(query, event_type, want)).collect()
+        self.inner.shards.iter().map(|shard| shard.shared.type_query(query, event_type, want, at)).collect()
     }
 
     /// Runs a query on every shard's executor (its local time indexes) and collects the sorted lists.
-    async fn query_on_shards(&self, query: &Query, want: usize) -> Result<Vec<Vec<StoredEvent>>, Error> {
+    async fn query_on_shards(&self, query: &Query, want: usize, at: u64) -> Result<Vec<Vec<StoredEvent>>, Error> {
         let mut pending = Vec::with_capacity(self.shard_count());
         for shard in 0..self.shard_count() {
             let (reply, rx) = oneshot::channel();
-            self.send(shard, ShardMsg::Query { query: query.clone(), want, reply }).await?;
+            self.send(shard, ShardMsg::Query { query: query.clone(), want, at, reply }).await?;
             pending.push(rx);
         }
         let mut lists = Vec::with_capacity(pending.len());
@@ -489,13 +554,14 @@ impl Store {
     /// Flushes and fdatasyncs every shard, then stops them. Closing again does nothing. Do not call it
     /// from a shard's own executor.
     pub fn close(&self) -> Result<(), Error> {
+        assert!(!crate::shard::on_shard_thread(), "Store::close blocks: call it off the shards' executors");
         if !self.stop_sending() {
             return Ok(());
         }
         let mut replies = Vec::new();
         for shard in &self.inner.shards {
             let (reply, rx) = oneshot::channel();
-            if shard.inbox.send(ShardMsg::Close { reply }).is_ok() {
+            if shard.control.send(ShardMsg::Close { reply }).is_ok() {
                 replies.push(rx);
             }
         }
@@ -514,7 +580,7 @@ impl Store {
     pub fn halt(&self) {
         self.stop_sending();
         for shard in &self.inner.shards {
-            let _ = shard.inbox.send(ShardMsg::Halt);
+            let _ = shard.control.send(ShardMsg::Halt);
         }
         self.join_executors();
     }
@@ -551,6 +617,7 @@ pub(crate) type PendingSend = std::pin::Pin<Box<dyn std::future::Future<Output =
 fn append_msg(events: Vec<(usize, NewEvent)>, reply: Reply) -> ShardMsg {
     match reply {
         Reply::Batch(reply) => ShardMsg::Append { events, reply },
+        Reply::Part(reply, batch) => ShardMsg::AppendPart { events, reply, batch },
         Reply::Each(reply) => ShardMsg::AppendEach { events, reply },
     }
 }
@@ -596,17 +663,28 @@ async fn collect_acks(
     }
 }
 
+/// Aborts a batch some of whose parts may not have been handed to their shards.
+struct AbortUnsent(Option<Arc<BatchState>>);
+
+impl Drop for AbortUnsent {
+    fn drop(&mut self) {
+        if let Some(batch) = self.0.take() {
+            batch.abort();
+        }
+    }
+}
+
 /// Releases the entities a prepared batch holds unless it was committed, whatever way the caller leaves.
 struct AbortOnDrop<'a> {
     store: &'a Store,
-    txn: u64,
+    txn: u128,
     shards: Vec<usize>,
 }
 
 impl Drop for AbortOnDrop<'_> {
     fn drop(&mut self) {
         for &shard in &self.shards {
-            let _ = self.store.inner.shards[shard].inbox.send(ShardMsg::Abort { txn: self.txn });
+            let _ = self.store.inner.shards[shard].control.send(ShardMsg::Abort { txn: self.txn });
         }
     }
 }
@@ -616,10 +694,14 @@ impl Drop for Inner {
         if !self.closed.swap(true, Ordering::SeqCst) {
             for shard in &self.shards {
                 let (reply, _rx) = oneshot::channel();
-                let _ = shard.inbox.send(ShardMsg::Close { reply });
+                let _ = shard.control.send(ShardMsg::Close { reply });
             }
-            for executor in std::mem::take(&mut *self.executors.lock().unwrap()) {
-                let _ = executor.join();
+            // The last handle may go away on a shard's own executor (an HTTP task): joining there would
+            // wait for itself. The executors then stop on their own once closed.
+            if !crate::shard::on_shard_thread() {
+                for executor in std::mem::take(&mut *self.executors.lock().unwrap()) {
+                    let _ = executor.join();
+                }
             }
         }
     }

@@ -3,38 +3,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::http::{get, try_request};
-use serde_json::json;
+use common::server::serve as serve_with;
 
-/// Starts `tidelog serve` on an ephemeral port and returns it with the address it logged.
-fn serve(dir: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidelog"))
-        .args(["--data-dir", dir.to_str().unwrap(), "--shards", "2", "--segment-size-mib", "1"])
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env("FSYNC_INTERVAL", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tidelog serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server logs until it listens").unwrap();
-        let log: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        if let Some(listen) = log["fields"]["listen"].as_str() {
-            break listen.parse().unwrap();
-        }
-    };
-    // Keep draining the logs so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+fn serve(dir: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+    serve_with(dir, 0)
 }
+use serde_json::json;
 
 #[test]
 fn sigkill_under_http_load_loses_no_acknowledged_event() {

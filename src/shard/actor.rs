@@ -16,8 +16,10 @@ use futures_channel::oneshot;
 use uuid::Uuid;
 
 use super::checkpointer::Checkpointer;
+use super::holds::{entity_hashes, Holds};
 use super::index::LocalIndex;
-use super::shared::{write_key, ShardShared};
+use super::shared::{write_key, ShardShared, RESERVED};
+use super::txn::{BatchState, CommitClock};
 use crate::checkpoint::{CheckpointDamage, CheckpointSettings};
 use crate::coordinator::AppendAck;
 use crate::error::Error;
@@ -38,6 +40,9 @@ pub type EachReply = (oneshot::Sender<Vec<Result<AppendAck, Error>>>, usize);
 pub(crate) enum Reply {
     /// An atomic batch (or one event): every ack, or one error for all.
     Batch(AppendReply),
+    /// This shard's part of a batch that spans shards: answered like a batch, and visible only once its
+    /// batch commits (every part acknowledged).
+    Part(AppendReply, Arc<BatchState>),
     /// Independent events (a producer's group): a result each.
     Each(EachReply),
 }
@@ -49,6 +54,10 @@ impl Reply {
             Reply::Batch(reply) => {
                 let _ = reply.send(Err(make()));
             }
+            Reply::Part(reply, batch) => {
+                batch.abort();
+                let _ = reply.send(Err(make()));
+            }
             Reply::Each(reply) => {
                 let n = reply_len(&reply);
                 let _ = reply.0.send((0..n).map(|_| Err(make())).collect());
@@ -57,10 +66,16 @@ impl Reply {
     }
 
     /// Answers with `acks` and, for independent events, the `errors` of the ones refused at once.
-    fn answer(self, acks: Vec<(usize, AppendAck)>, errors: Vec<(usize, Error)>) {
+    /// A part's batch commits here if this was its last part (before the caller hears of it).
+    fn answer(self, acks: Vec<(usize, AppendAck)>, errors: Vec<(usize, Error)>, clock: &CommitClock) {
         match self {
             Reply::Batch(reply) => {
                 debug_assert!(errors.is_empty());
+                let _ = reply.send(Ok(acks));
+            }
+            Reply::Part(reply, batch) => {
+                debug_assert!(errors.is_empty());
+                batch.part_acked(clock);
                 let _ = reply.send(Ok(acks));
             }
             Reply::Each(reply) => {
@@ -83,19 +98,23 @@ fn reply_len(reply: &EachReply) -> usize {
 
 pub(crate) enum ShardMsg {
     Append { events: Vec<(usize, NewEvent)>, reply: AppendReply },
+    /// This shard's part of a cross-shard batch without expected versions or ids (nothing to check).
+    AppendPart { events: Vec<(usize, NewEvent)>, reply: AppendReply, batch: Arc<BatchState> },
     /// Independent single-event appends (a producer's group): each is checked and acknowledged on its
     /// own, and all are answered together. Indexes are 0..n in order.
     AppendEach { events: Vec<(usize, NewEvent)>, reply: EachReply },
-    /// Phase one of a batch that spans shards and carries expected versions: check this shard's part
-    /// and hold its entities until `Commit` or `Abort`. Refused at once, never queued, if another such
-    /// batch holds one of them, so two batches cannot wait on each other.
-    Prepare { txn: u64, events: Vec<(usize, NewEvent)>, reply: oneshot::Sender<Result<(), Error>> },
-    /// Append the prepared part (its checks still hold: nothing else could touch its entities).
-    Commit { txn: u64, reply: AppendReply },
-    Abort { txn: u64 },
-    Query { query: Query, want: usize, reply: oneshot::Sender<Vec<StoredEvent>> },
-    /// Counts of one tenant's acknowledged events on this shard.
-    TenantStats { tenant_id: String, reply: oneshot::Sender<TenantStats> },
+    /// Phase one of a cross-shard batch with expected versions or ids: check this shard's part, claim its
+    /// ids and hold its entities until `Commit` or `Abort`. Refused at once, never queued, if another
+    /// such batch holds one of them, so two batches cannot wait on each other.
+    Prepare { batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>, reply: oneshot::Sender<Result<(), Error>> },
+    /// Apply the prepared part as planned at prepare (nothing could touch its entities or ids since).
+    Commit { txn: u128, reply: AppendReply },
+    Abort { txn: u128 },
+    /// A cross-shard batch with a part here was decided: appends waiting on its entities may go.
+    Decided { txn: u128 },
+    Query { query: Query, want: usize, at: u64, reply: oneshot::Sender<Vec<StoredEvent>> },
+    /// Counts of one tenant's events on this shard visible at commit number `at`.
+    TenantStats { tenant_id: String, at: u64, reply: oneshot::Sender<TenantStats> },
     /// Run a task on this shard's executor (the HTTP front end lives there).
     Spawn(LocalTaskFactory),
     /// Flush, fdatasync, stop.
@@ -144,6 +163,11 @@ pub(crate) fn append_local(
     })
 }
 
+/// Whether the calling thread runs a shard's executor (where nothing may block).
+pub(crate) fn on_shard_thread() -> bool {
+    LOCAL_SHARD.with(|local| local.borrow().is_some())
+}
+
 /// Builds a task on the shard's thread (its future need not be Send).
 pub type LocalTaskFactory = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;
 
@@ -159,6 +183,9 @@ pub(crate) struct ShardContext {
     pub checkpoint_damage: CheckpointDamage,
     pub max_pending_bytes: usize,
     pub inbox: flume::Receiver<ShardMsg>,
+    /// Messages that must never wait for room (see `coordinator::ShardHandle::control`): taken before
+    /// the inbox.
+    pub control: flume::Receiver<ShardMsg>,
 }
 
 pub(crate) struct Waiter {
@@ -178,19 +205,25 @@ fn failed_error(shared: &ShardShared) -> Option<Error> {
 /// What the shard does when its WAL acknowledges or fails.
 struct ShardSink {
     shared: Arc<ShardShared>,
+    /// `FSYNC_INTERVAL=0`: what is acknowledged is fdatasynced.
+    acked_is_synced: bool,
 }
 
 impl CommitSink<Waiter> for ShardSink {
     /// Makes acknowledged positions visible, then answers their waiters (so a caller reads its writes).
     fn release(&self, acked: u64, waiters: Vec<Waiter>) {
         self.shared.publish(acked);
+        if self.acked_is_synced {
+            // Before the parts' callers hear of it: once a caller has every ack, its batch is settled.
+            self.shared.parts.on_synced(acked, &self.shared.clock);
+        }
         if waiters.is_empty() {
             return;
         }
         let mut latency = self.shared.stats.latency.lock().unwrap();
         for waiter in waiters {
             latency.append_ns.saturating_record(waiter.accepted.elapsed().as_nanos() as u64);
-            waiter.reply.answer(waiter.acks, waiter.errors);
+            waiter.reply.answer(waiter.acks, waiter.errors, &self.shared.clock);
         }
     }
 
@@ -222,11 +255,11 @@ struct Core {
     closing: bool,
     /// Reused for index keys.
     scratch: String,
-    /// Cross-shard batches between Prepare and Commit/Abort, and the entities they hold.
-    prepared: HashMap<u64, Vec<(usize, NewEvent)>>,
-    held: HashMap<(String, String), u64>,
-    /// Appends to held entities, in arrival order, until their entities are released.
-    parked: std::collections::VecDeque<(Vec<(usize, NewEvent)>, Reply)>,
+    /// Cross-shard batches between Prepare and Commit/Abort: their part, its plan, and its batch.
+    prepared: HashMap<u128, Prepared>,
+    /// Batches whose Abort arrived before their Prepare.
+    aborted_early: std::collections::HashSet<u128>,
+    holds: Holds,
     checkpointer: Rc<Checkpointer>,
 }
 
@@ -239,10 +272,14 @@ impl Core {
         failed_error(&self.shared)
     }
 
-    fn tenant_stats(&self, tenant_id: &str) -> TenantStats {
+    fn tenant_stats(&self, tenant_id: &str, at: u64) -> TenantStats {
         let mut stats = self.index.tenant_stats(tenant_id);
-        // The index also holds accepted events that are not acknowledged yet: take them off.
-        for position in self.shared.visible_position() + 1..self.next_position {
+        // The index also holds accepted events that are not acknowledged yet, and parts of cross-shard
+        // batches the reader at `at` does not see: take them off.
+        let visible = self.shared.visible_position();
+        let hidden = self.shared.parts.hidden_ranges(visible, at);
+        let not_seen = hidden.into_iter().flat_map(|(first, last)| first..=last).chain(visible + 1..self.next_position);
+        for position in not_seen {
             if let Some(event) = self.shared.get_any(position).filter(|e| e.tenant_id() == tenant_id) {
                 stats.events -= 1;
                 if let Some(n) = stats.event_types.get_mut(event.event_type()) {
@@ -251,8 +288,18 @@ impl Core {
             }
         }
         stats.event_types.retain(|_, n| *n > 0);
-        stats.entities = self.shared.entity_count(tenant_id);
+        stats.entities = self.shared.entity_count(tenant_id, at);
         stats
+    }
+
+    /// What a checkpoint may cover: fdatasynced, and not at or past a part whose batch is not settled
+    /// (a crash could still take one of its other parts away).
+    fn checkpointable(&self) -> u64 {
+        let synced = self.wal.synced();
+        match self.shared.parts.checkpoint_limit() {
+            Some(first) => synced.min(first - 1),
+            None => synced,
+        }
     }
 
     fn now_us(&mut self) -> i64 {
@@ -267,23 +314,24 @@ impl Core {
             reply.fail_all(|| self.failed_error().expect("failed"));
             return;
         }
-        let accepted = std::time::Instant::now();
-        let mut acks: Vec<(usize, AppendAck)> = Vec::with_capacity(events.len());
-        let mut errors = Vec::new();
-        let mut wait_for = 0u64;
+        if let Reply::Part(_, batch) = &reply {
+            if batch.aborted() {
+                // Its caller gave up before every part was sent: nothing of it may be written.
+                reply.fail_all(|| Error::Closed);
+                return;
+            }
+        }
         match reply {
-            Reply::Batch(_) => match self.plan(&events) {
-                Ok(plan) => {
-                    let now_us = self.now_us();
-                    wait_for = self.apply(events.into_iter(), plan, now_us, &mut acks);
-                }
+            Reply::Batch(_) | Reply::Part(..) => match self.plan(&events) {
+                Ok(plan) => self.accept_planned(events, plan, reply),
                 Err(err) => {
                     let mut err = Some(err);
                     reply.fail_all(|| err.take().expect("one batch, one error"));
-                    return;
                 }
             },
             Reply::Each(_) => {
+                let accepted = std::time::Instant::now();
+                let (mut acks, mut errors, mut wait_for) = (Vec::with_capacity(events.len()), Vec::new(), 0u64);
                 // One clock read for the group, as for a batch; each event is planned and applied on its
                 // own, so a later event sees the versions an earlier one set.
                 let now_us = self.now_us();
@@ -293,11 +341,39 @@ impl Core {
                         Err(err) => errors.push((event.0, err)),
                     }
                 }
+                self.wait(wait_for, Waiter { acks, errors, reply, accepted });
             }
         }
-        let waiter = Waiter { acks, errors, reply, accepted };
+    }
+
+    /// Applies a planned batch or part. A part's positions are registered as hidden until its batch
+    /// commits, and its entities held against later single appends until it is decided.
+    fn accept_planned(&mut self, events: Vec<(usize, NewEvent)>, plan: Vec<Planned>, reply: Reply) {
+        let accepted = std::time::Instant::now();
+        let mut acks: Vec<(usize, AppendAck)> = Vec::with_capacity(events.len());
+        let keys = matches!(reply, Reply::Part(..)).then(|| entity_hashes(&events));
+        let first = self.next_position;
+        let now_us = self.now_us();
+        let wait_for = self.apply(events.into_iter(), plan, now_us, &mut acks);
+        if let (Reply::Part(_, batch), Some(keys)) = (&reply, keys) {
+            if self.next_position > first {
+                // Registered before anything of the part can be acknowledged, so never seen early.
+                self.shared.parts.add(first, self.next_position - 1, batch.clone());
+                // Decided already (its other parts acked first, or aborted): its Decided came before it.
+                if !batch.decided_yet() {
+                    self.holds.hold(batch.id, keys, false);
+                }
+            } else {
+                // Only repeats of stored events: nothing here to sync or to hide.
+                batch.part_synced();
+            }
+        }
+        self.wait(wait_for, Waiter { acks, errors: Vec::new(), reply, accepted });
+    }
+
+    fn wait(&self, wait_for: u64, waiter: Waiter) {
         if let Some(waiter) = self.wal.wait(wait_for, waiter) {
-            waiter.reply.answer(waiter.acks, waiter.errors);
+            waiter.reply.answer(waiter.acks, waiter.errors, &self.shared.clock);
         }
     }
 
@@ -344,59 +420,76 @@ impl Core {
         wait_for
     }
 
-    /// The first event of `events` whose entity a prepared cross-shard batch holds.
-    fn held_by_other<'a>(&self, events: &'a [(usize, NewEvent)]) -> Option<&'a (usize, NewEvent)> {
-        if self.held.is_empty() {
-            return None;
-        }
-        events.iter().find(|(_, e)| self.held.contains_key(&(e.tenant_id.clone(), e.entity_id.clone())))
-    }
-
     fn append(&mut self, events: Vec<(usize, NewEvent)>, reply: Reply) {
-        if self.held_by_other(&events).is_some() || !self.parked.is_empty() {
-            // Keep arrival order: once anything waits, later appends wait behind it.
-            self.parked.push_back((events, reply));
-        } else {
-            self.accept(events, reply);
+        let part = matches!(reply, Reply::Part(..));
+        if self.holds.may_block(part) {
+            let keys = entity_hashes(&events);
+            if self.holds.blocks(&keys, part) {
+                self.holds.park(events, reply, keys);
+                return;
+            }
         }
+        self.accept(events, reply);
     }
 
-    fn prepare(&mut self, txn: u64, events: Vec<(usize, NewEvent)>) -> Result<(), Error> {
+    fn prepare(&mut self, batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>) -> Result<(), Error> {
         if let Some(err) = self.failed_error() {
             return Err(err);
         }
-        if let Some((index, event)) = self.held_by_other(&events) {
-            return Err(Error::Contended {
-                index: *index,
-                tenant_id: event.tenant_id.clone(),
-                entity_id: event.entity_id.clone(),
-            });
+        if self.aborted_early.remove(&batch.id) {
+            // Its Abort overtook it on the control channel (another shard voted no first).
+            return Err(Error::Closed);
         }
-        self.plan(&events)?;
-        for (_, event) in &events {
-            self.held.insert((event.tenant_id.clone(), event.entity_id.clone()), txn);
+        let keys = entity_hashes(&events);
+        if self.holds.held_by_prepared(&keys).is_some() {
+            let (index, event) = events
+                .iter()
+                .find(|(_, e)| self.holds.held_by_prepared(&[super::holds::entity_hash(&e.tenant_id, &e.entity_id)]).is_some())
+                .expect("a held entity");
+            return Err(Error::Contended { index: *index, tenant_id: event.tenant_id.clone(), entity_id: event.entity_id.clone() });
         }
-        self.prepared.insert(txn, events);
+        let plan = self.plan(&events)?;
+        let claimed = events.iter().filter_map(|(_, e)| e.id).filter(|id| self.shared.id_owner(id) == Some((self.shard(), RESERVED))).collect();
+        self.holds.hold(batch.id, keys, true);
+        self.prepared.insert(batch.id, Prepared { events, plan, batch, claimed });
         Ok(())
     }
 
-    /// Ends a prepared batch (appending it on commit), then lets waiting appends through.
-    fn finish(&mut self, txn: u64, commit: Option<AppendReply>) {
-        let events = self.prepared.remove(&txn);
-        self.held.retain(|_, t| *t != txn);
-        match (events, commit) {
-            (Some(events), Some(reply)) => self.accept(events, Reply::Batch(reply)),
-            (None, Some(reply)) => {
+    /// Applies a prepared part as planned (never re-planned: its entities and ids were held since).
+    fn commit(&mut self, txn: u128, reply: AppendReply) {
+        self.holds.release(txn);
+        match self.prepared.remove(&txn) {
+            Some(p) if self.shared.failure().is_none() => self.accept_planned(p.events, p.plan, Reply::Part(reply, p.batch)),
+            Some(p) => Reply::Part(reply, p.batch).fail_all(|| self.failed_error().expect("failed")),
+            None => {
                 let _ = reply.send(Err(Error::Closed));
             }
-            (_, None) => {}
         }
-        while let Some((events, _)) = self.parked.front() {
-            if self.held_by_other(events).is_some() {
-                break;
+        self.unpark();
+    }
+
+    fn abort(&mut self, txn: u128) {
+        self.holds.release(txn);
+        match self.prepared.remove(&txn) {
+            Some(p) => p.claimed.iter().for_each(|id| self.shared.release_id(id)),
+            // Abort is only sent to shards its Prepare was sent to: that Prepare is still queued.
+            None => {
+                self.aborted_early.insert(txn);
             }
-            let (events, reply) = self.parked.pop_front().expect("front exists");
-            self.accept(events, reply);
+        }
+        self.unpark();
+    }
+
+    /// A batch with a part here was decided: its entities are free for single appends again.
+    fn decided(&mut self, txn: u128) {
+        self.holds.release(txn);
+        self.shared.parts.on_synced(self.wal.synced(), &self.shared.clock);
+        self.unpark();
+    }
+
+    fn unpark(&mut self) {
+        for parked in self.holds.unblocked() {
+            self.append(parked.events, parked.reply);
         }
     }
 
@@ -427,22 +520,53 @@ impl Core {
         let mut key = KEY.take();
         let mut ids: HashMap<Uuid, (&str, &str), RandomState> = HashMap::default();
         let mut plan = Vec::with_capacity(events.len());
+        let mut claimed: Vec<Uuid> = Vec::new();
+        let give_back = |claimed: &[Uuid]| claimed.iter().for_each(|id| self.shared.release_id(id));
         for (index, event) in events {
             if let Some(id) = event.id {
-                if let Some(position) = self.shared.position_of_any(&id) {
-                    let existing = self.shared.get_any(position).expect("indexed event exists");
-                    if existing.tenant_id() != event.tenant_id || existing.entity_id() != event.entity_id {
-                        return Err(Error::IdConflict { id, index: *index });
-                    }
-                    plan.push(Planned::Existing(position));
-                    continue;
-                }
                 if let Some(owner) = ids.get(&id) {
                     if *owner != (event.tenant_id.as_str(), event.entity_id.as_str()) {
+                        give_back(&claimed);
                         return Err(Error::IdConflict { id, index: *index });
                     }
                     plan.push(Planned::SameBatch(id));
                     continue;
+                }
+                // The store's id index decides, in one atomic step for all shards: stored here (a retry),
+                // claimed by a prepared batch here (contended), elsewhere (a conflict), or ours now.
+                let found = match self.shared.id_owner(&id) {
+                    None => match self.shared.claim_id(id) {
+                        Ok(()) => {
+                            claimed.push(id);
+                            None
+                        }
+                        Err(owner) => Some(owner),
+                    },
+                    owner => owner,
+                };
+                match found {
+                    None => {}
+                    Some((shard, position)) if shard == self.shard() && position != RESERVED => {
+                        let existing = self.shared.get_any(position).expect("indexed event exists");
+                        if existing.tenant_id() != event.tenant_id || existing.entity_id() != event.entity_id {
+                            give_back(&claimed);
+                            return Err(Error::IdConflict { id, index: *index });
+                        }
+                        plan.push(Planned::Existing(position));
+                        continue;
+                    }
+                    Some((shard, _)) if shard == self.shard() => {
+                        give_back(&claimed);
+                        return Err(Error::Contended {
+                            index: *index,
+                            tenant_id: event.tenant_id.clone(),
+                            entity_id: event.entity_id.clone(),
+                        });
+                    }
+                    Some(_) => {
+                        give_back(&claimed);
+                        return Err(Error::IdConflict { id, index: *index });
+                    }
                 }
                 if several {
                     ids.insert(id, (&event.tenant_id, &event.entity_id));
@@ -455,6 +579,8 @@ impl Core {
             };
             if let Some(expected) = event.expected_version {
                 if expected != current {
+                    give_back(&claimed);
+                    KEY.set(key);
                     return Err(Error::VersionConflict {
                         index: *index,
                         tenant_id: event.tenant_id.clone(),
@@ -472,6 +598,14 @@ impl Core {
         KEY.set(key);
         Ok(plan)
     }
+}
+
+struct Prepared {
+    events: Vec<(usize, NewEvent)>,
+    plan: Vec<Planned>,
+    batch: Arc<BatchState>,
+    /// Ids this part claimed in the store's id index (given back on abort).
+    claimed: Vec<Uuid>,
 }
 
 enum Planned {
@@ -526,7 +660,7 @@ pub(crate) async fn run_shard<S: WalStorage>(
         recovered.manifest,
     ));
     let writer = WalWriter::new(storage, ctx.wal_dir.clone(), shared.index, ctx.segment_size_bytes, recovered.open_segment);
-    let sink: Rc<dyn CommitSink<Waiter>> = Rc::new(ShardSink { shared: shared.clone() });
+    let sink: Rc<dyn CommitSink<Waiter>> = Rc::new(ShardSink { shared: shared.clone(), acked_is_synced: matches!(ctx.fsync, FsyncMode::Always) });
     let wal = Rc::new(Wal::start(writer, ctx.fsync, report.last_position, sink));
     let core = Rc::new(RefCell::new(Core {
         shared: shared.clone(),
@@ -538,45 +672,61 @@ pub(crate) async fn run_shard<S: WalStorage>(
         closing: false,
         scratch: String::new(),
         prepared: HashMap::new(),
-        held: HashMap::new(),
-        parked: Default::default(),
+        aborted_early: Default::default(),
+        holds: Holds::default(),
         checkpointer: checkpointer.clone(),
     }));
     on_recovered(Ok(report));
 
     LOCAL_SHARD.with(|local| *local.borrow_mut() = Some((shared.clone(), Rc::downgrade(&core))));
     let checkpoints = glommio::spawn_local(checkpoint_task(core.clone(), checkpointer));
-    acceptor(core, wal, ctx.inbox, ctx.max_pending_bytes).await;
+    acceptor(core, wal, ctx.inbox, ctx.control, ctx.max_pending_bytes).await;
     LOCAL_SHARD.with(|local| local.borrow_mut().take());
     drop(checkpoints);
 }
 
-async fn acceptor(core: Rc<RefCell<Core>>, wal: Rc<Wal<Waiter>>, inbox: flume::Receiver<ShardMsg>, max_pending_bytes: usize) {
+async fn acceptor(
+    core: Rc<RefCell<Core>>,
+    wal: Rc<Wal<Waiter>>,
+    inbox: flume::Receiver<ShardMsg>,
+    control: flume::Receiver<ShardMsg>,
+    max_pending_bytes: usize,
+) {
     let handle = |msg: ShardMsg| {
-        let (core, wal) = (&core, &wal);
+        let (core, wal, inbox) = (&core, &wal, &inbox);
         async move {
             match msg {
                 ShardMsg::Append { events, reply } => core.borrow_mut().append(events, Reply::Batch(reply)),
+                ShardMsg::AppendPart { events, reply, batch } => core.borrow_mut().append(events, Reply::Part(reply, batch)),
                 ShardMsg::AppendEach { events, reply } => core.borrow_mut().append(events, Reply::Each(reply)),
-                ShardMsg::Prepare { txn, events, reply } => {
-                    let _ = reply.send(core.borrow_mut().prepare(txn, events));
+                ShardMsg::Prepare { batch, events, reply } => {
+                    let _ = reply.send(core.borrow_mut().prepare(batch, events));
                 }
-                ShardMsg::Commit { txn, reply } => core.borrow_mut().finish(txn, Some(reply)),
+                ShardMsg::Commit { txn, reply } => core.borrow_mut().commit(txn, reply),
                 ShardMsg::Spawn(factory) => {
                     glommio::spawn_local(factory()).detach();
                 }
-                ShardMsg::Abort { txn } => core.borrow_mut().finish(txn, None),
-                ShardMsg::Query { query, want, reply } => {
+                ShardMsg::Abort { txn } => core.borrow_mut().abort(txn),
+                ShardMsg::Decided { txn } => core.borrow_mut().decided(txn),
+                ShardMsg::Query { query, want, at, reply } => {
                     let core = core.borrow();
                     let started = std::time::Instant::now();
-                    let events = core.index.query(&core.shared, &query, want);
+                    let events = core.index.query(&core.shared, &query, want, at);
                     core.shared.stats.record_query(started.elapsed());
                     let _ = reply.send(events);
                 }
-                ShardMsg::TenantStats { tenant_id, reply } => {
-                    let _ = reply.send(core.borrow().tenant_stats(&tenant_id));
+                ShardMsg::TenantStats { tenant_id, at, reply } => {
+                    let _ = reply.send(core.borrow().tenant_stats(&tenant_id, at));
                 }
                 ShardMsg::Close { reply } => {
+                    // Close comes on the control channel, possibly ahead of appends already queued: take
+                    // those first (no new ones can arrive, the store refuses sends once closing), so
+                    // every caller gets an answer.
+                    while let Ok(msg) = inbox.try_recv() {
+                        if let Some(reply) = queued_before_close(core, msg) {
+                            let _ = reply.send(Err(Error::Closed));
+                        }
+                    }
                     core.borrow_mut().closing = true;
                     let closed = match wal.close().await {
                         Ok(()) => {
@@ -592,7 +742,12 @@ async fn acceptor(core: Rc<RefCell<Core>>, wal: Rc<Wal<Waiter>>, inbox: flume::R
                 ShardMsg::Checkpoint { reply } => {
                     let _ = reply.send(checkpoint_now(core).await);
                 }
-                ShardMsg::Halt => return true,
+                ShardMsg::Halt => {
+                    // Halt comes on the control channel, possibly ahead of queued messages: drop them, so
+                    // their callers hear `Closed` (the store's senders keep the channel, and them, alive).
+                    while inbox.try_recv().is_ok() {}
+                    return true;
+                }
             }
             false
         }
@@ -600,18 +755,18 @@ async fn acceptor(core: Rc<RefCell<Core>>, wal: Rc<Wal<Waiter>>, inbox: flume::R
     // With every sender gone nobody waits for an answer: close all the same.
     let closed = || ShardMsg::Close { reply: oneshot::channel().0 };
     loop {
-        if handle(inbox.recv_async().await.unwrap_or_else(|_| closed())).await {
+        let next = match control.try_recv() {
+            Ok(msg) => msg,
+            Err(_) => futures_lite::future::or(control.recv_async(), inbox.recv_async()).await.unwrap_or_else(|_| closed()),
+        };
+        if handle(next).await {
             return;
         }
         // Whatever else is queued joins the same WAL write.
         while wal.staged_bytes() < max_pending_bytes {
-            match inbox.try_recv() {
-                Ok(msg) => {
-                    if handle(msg).await {
-                        return;
-                    }
-                }
-                Err(_) => break,
+            let Ok(msg) = control.try_recv().or_else(|_| inbox.try_recv()) else { break };
+            if handle(msg).await {
+                return;
             }
         }
         wal.flush();
@@ -623,11 +778,38 @@ async fn acceptor(core: Rc<RefCell<Core>>, wal: Rc<Wal<Waiter>>, inbox: flume::R
     }
 }
 
+/// A message found in the inbox when Close arrived: appends and reads are still served (the WAL is
+/// about to be flushed and synced); anything else gets its reply back to be answered `Closed`.
+fn queued_before_close(core: &Rc<RefCell<Core>>, msg: ShardMsg) -> Option<oneshot::Sender<Result<(), Error>>> {
+    match msg {
+        ShardMsg::Append { events, reply } => core.borrow_mut().append(events, Reply::Batch(reply)),
+        ShardMsg::AppendPart { events, reply, batch } => core.borrow_mut().append(events, Reply::Part(reply, batch)),
+        ShardMsg::AppendEach { events, reply } => core.borrow_mut().append(events, Reply::Each(reply)),
+        ShardMsg::Prepare { reply, .. } => return Some(reply),
+        ShardMsg::Commit { txn, reply } => core.borrow_mut().commit(txn, reply),
+        ShardMsg::Abort { txn } => core.borrow_mut().abort(txn),
+        ShardMsg::Decided { txn } => core.borrow_mut().decided(txn),
+        ShardMsg::Query { query, want, at, reply } => {
+            let core = core.borrow();
+            let _ = reply.send(core.index.query(&core.shared, &query, want, at));
+        }
+        ShardMsg::TenantStats { tenant_id, at, reply } => {
+            let _ = reply.send(core.borrow().tenant_stats(&tenant_id, at));
+        }
+        ShardMsg::Checkpoint { reply } => {
+            let _ = reply.send(core.borrow().checkpointer.covered_position());
+        }
+        ShardMsg::Spawn(_) | ShardMsg::Close { .. } | ShardMsg::Halt => {}
+    }
+    None
+}
+
 /// Checkpoints everything synced so far; returns the position the checkpoints cover afterwards.
 async fn checkpoint_now(core: &Rc<RefCell<Core>>) -> u64 {
     let (checkpointer, synced) = {
         let core = core.borrow();
-        (core.checkpointer.clone(), core.wal.synced())
+        core.shared.parts.on_synced(core.wal.synced(), &core.shared.clock);
+        (core.checkpointer.clone(), core.checkpointable())
     };
     checkpointer.run(synced).await;
     checkpointer.covered_position()
@@ -646,7 +828,8 @@ async fn checkpoint_task(core: Rc<RefCell<Core>>, checkpointer: Rc<Checkpointer>
             if core.shared.failure().is_some() || core.closing {
                 return;
             }
-            core.wal.synced()
+            core.shared.parts.on_synced(core.wal.synced(), &core.shared.clock);
+            core.checkpointable()
         };
         if checkpointer.due(synced) {
             checkpointer.run(synced).await;

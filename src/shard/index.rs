@@ -98,7 +98,7 @@ impl LocalIndex {
 
     /// Events matching `query` (which has no entity), visible ones only, sorted in the query's order, at
     /// most `want`.
-    pub fn query(&self, shared: &ShardShared, query: &Query, want: usize) -> Vec<StoredEvent> {
+    pub fn query(&self, shared: &ShardShared, query: &Query, want: usize, at: u64) -> Vec<StoredEvent> {
         let (lo, hi) = query.time_range();
         if lo > hi || want == 0 {
             return Vec::new();
@@ -122,7 +122,7 @@ impl LocalIndex {
         let keys = ranges(&indexes, range, query.order);
         Merged::new(keys, query.order, |k: &(i64, u64)| *k)
             .filter(|(_, position)| *position <= visible)
-            .filter_map(|(_, position)| shared.get_position(position))
+            .filter_map(|(_, position)| shared.get_position_at(position, at))
             .take(want)
             .collect()
     }

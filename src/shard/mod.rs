@@ -2,15 +2,18 @@
 
 mod actor;
 mod checkpointer;
+mod holds;
 mod index;
 mod ordered_keys;
 mod recover;
 mod shared;
 mod slots;
+mod txn;
 
 pub(crate) use actor::ShardContext;
-pub(crate) use actor::{append_local, run_shard, LocalTaskFactory, Reply, ShardMsg};
-pub use shared::{entity_key, EntityEntry, ShardLatency, ShardShared, ShardStats};
+pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Reply, ShardMsg};
+pub use shared::{entity_key, EntityEntry, IdIndex, ShardLatency, ShardShared, ShardStats};
+pub use txn::{BatchState, CommitClock};
 
 use xxhash_rust::xxh3::Xxh3;
 

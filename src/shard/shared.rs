@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::index::in_order_run;
 use super::ordered_keys::OrderedKeys;
 use super::slots::PositionSlots;
+use super::txn::{CommitClock, Parts};
 use crate::event::StoredEvent;
 use crate::query::{fold_state, sort_key, EntityState, Order, Query};
 
@@ -76,8 +77,12 @@ impl ShardStats {
         }
     }
 
+    /// Called from any thread (queries run on the caller's executor too): a sample is dropped rather
+    /// than wait for the shard or a metrics scrape holding the histograms.
     pub(crate) fn record_query(&self, elapsed: std::time::Duration) {
-        self.latency.lock().unwrap().query_ns.saturating_record(elapsed.as_nanos() as u64);
+        if let Ok(mut latency) = self.latency.try_lock() {
+            latency.query_ns.saturating_record(elapsed.as_nanos() as u64);
+        }
     }
 }
 
@@ -91,18 +96,30 @@ pub struct ShardShared {
     /// visible event count follows from the visible position.
     recovered_count: AtomicU64,
     recovered_last_position: AtomicU64,
-    by_id: DashMap<Uuid, u64, RandomState>,
+    /// Every event id of the store -> (shard, position), shared by all shards, so claiming an id is one
+    /// atomic step whichever shards race for it. `RESERVED` while a prepared batch holds it.
+    ids: std::sync::Arc<IdIndex>,
     by_entity: DashMap<Box<str>, EntityEntry, RandomState>,
     /// Each event type's in-order time keys (`tenant \0 type`), shared with the shard's local index; see
     /// `type_query`.
     by_type: DashMap<Box<str>, std::sync::Arc<OrderedKeys>, RandomState>,
     visible_position: AtomicU64,
+    /// This shard's parts of cross-shard batches that readers may have to hide.
+    pub parts: Parts,
+    /// The store's commit order of cross-shard batches, shared by all shards.
+    pub clock: std::sync::Arc<CommitClock>,
     /// Shared by all shards of a store.
     published: std::sync::Arc<event_listener::Event>,
     failure: OnceLock<String>,
     failed_for_space: std::sync::atomic::AtomicBool,
     pub stats: ShardStats,
 }
+
+/// The store's id index: id -> (shard, position).
+pub type IdIndex = DashMap<Uuid, (u32, u64), RandomState>;
+
+/// The position of an id claimed by a prepared batch that has not written it yet.
+pub const RESERVED: u64 = u64::MAX;
 
 /// The index key of a name within a tenant (an entity id or an event type). `tenant_id` cannot contain
 /// NUL, so the key is unambiguous.
@@ -123,19 +140,27 @@ pub fn write_key<'a>(buf: &'a mut String, tenant_id: &str, name: &str) -> &'a st
 
 impl ShardShared {
     pub fn new(index: u32, published: std::sync::Arc<event_listener::Event>) -> ShardShared {
-        ShardShared::with_capacity(index, published, 0)
+        ShardShared::with_capacity(index, published, Default::default(), Default::default(), 0)
     }
 
     /// Sized for `expected_events` (what recovery will load), so the id map does not grow, and rehash,
     /// twenty times on the way.
-    pub fn with_capacity(index: u32, published: std::sync::Arc<event_listener::Event>, expected_events: usize) -> ShardShared {
+    pub fn with_capacity(
+        index: u32,
+        published: std::sync::Arc<event_listener::Event>,
+        ids: std::sync::Arc<IdIndex>,
+        clock: std::sync::Arc<CommitClock>,
+        _expected_events: usize,
+    ) -> ShardShared {
         ShardShared {
             index,
             published,
+            ids,
+            parts: Parts::default(),
+            clock,
             events: PositionSlots::new(),
             recovered_count: AtomicU64::new(0),
             recovered_last_position: AtomicU64::new(0),
-            by_id: DashMap::with_capacity_and_hasher(expected_events, RandomState::default()),
             by_entity: DashMap::default(),
             by_type: DashMap::default(),
             visible_position: AtomicU64::new(0),
@@ -174,14 +199,22 @@ impl ShardShared {
         max: usize,
         filter: impl Fn(&StoredEvent) -> bool,
     ) -> (Vec<StoredEvent>, u64) {
-        let visible = self.visible_position();
+        let at = self.clock.snapshot();
+        // A reader resumes after what it looked at: it must not look past a part it cannot see yet, or it
+        // would never come back for it.
+        let visible = match self.parts.first_hidden_from(after + 1, at.seq) {
+            Some(hidden) => (hidden - 1).min(self.visible_position()),
+            None => self.visible_position(),
+        };
         let positions: Box<dyn Iterator<Item = u64>> = match entity_id {
-            Some(entity) => Box::new(self.entity_positions(tenant_id, entity).0.into_iter().filter(move |&p| p > after)),
+            Some(entity) => Box::new(
+                self.entity_positions(tenant_id, entity, at.seq).0.into_iter().filter(move |&p| p > after && p <= visible),
+            ),
             None => Box::new(after + 1..=visible),
         };
         let mut found = Vec::new();
         for position in positions {
-            let Some(event) = self.get_position(position) else { continue };
+            let Some(event) = self.get_any(position) else { continue };
             if event.tenant_id() == tenant_id && filter(&event) {
                 found.push(event);
                 if found.len() == max {
@@ -214,13 +247,16 @@ impl ShardShared {
         self.recovered_count.load(Ordering::Acquire) + self.visible_position().saturating_sub(last)
     }
 
-    /// Entities of a tenant that have visible events on this shard.
-    pub fn entity_count(&self, tenant_id: &str) -> u64 {
+    /// Entities of a tenant that have events on this shard visible at commit number `at`.
+    pub fn entity_count(&self, tenant_id: &str, at: u64) -> u64 {
         let prefix = entity_key(tenant_id, "");
         let visible = self.visible_position();
         self.by_entity
             .iter()
-            .filter(|e| e.key().starts_with(prefix.as_str()) && e.value().positions.first().is_some_and(|&p| p <= visible))
+            .filter(|e| {
+                e.key().starts_with(prefix.as_str())
+                    && e.value().positions.iter().take_while(|&&p| p <= visible).any(|&p| !self.parts.hidden(p, at))
+            })
             .count() as u64
     }
 
@@ -237,7 +273,7 @@ impl ShardShared {
         let position = event.position();
         let ts = event.timestamp_us();
         let version = event.version();
-        self.by_id.insert(event.id(), position);
+        self.ids.insert(event.id(), (self.index, position));
         write_key(scratch, event.tenant_id(), event.entity_id());
         let update = |entry: &mut EntityEntry| {
             entry.ts_sorted &= entry.positions.is_empty() || ts >= entry.last_timestamp_us;
@@ -261,9 +297,26 @@ impl ShardShared {
         self.events.get(position)
     }
 
-    /// The position of an event id, including ones not yet visible (shard executor only).
-    pub(crate) fn position_of_any(&self, id: &Uuid) -> Option<u64> {
-        self.by_id.get(id).map(|p| *p)
+    /// Where an event id is stored or claimed, on any shard, visible or not.
+    pub(crate) fn id_owner(&self, id: &Uuid) -> Option<(u32, u64)> {
+        self.ids.get(id).map(|p| *p)
+    }
+
+    /// Claims an id for this shard (a prepared batch's event): fails with the current owner if the id is
+    /// stored or claimed already. One atomic step across all shards.
+    pub(crate) fn claim_id(&self, id: Uuid) -> Result<(), (u32, u64)> {
+        match self.ids.entry(id) {
+            dashmap::Entry::Occupied(owner) => Err(*owner.get()),
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert((self.index, RESERVED));
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives back an id claimed by [`ShardShared::claim_id`] and never written.
+    pub(crate) fn release_id(&self, id: &Uuid) {
+        self.ids.remove_if(id, |_, owner| *owner == (self.index, RESERVED));
     }
 
     /// The latest version of an entity, including unacknowledged events (shard executor only).
@@ -273,28 +326,41 @@ impl ShardShared {
 
     /// A visible event by position.
     pub fn get_position(&self, position: u64) -> Option<StoredEvent> {
-        if position > self.visible_position() {
+        self.get_position_at(position, self.clock.now())
+    }
+
+    /// An event by position if a reader at commit number `at` sees it.
+    pub fn get_position_at(&self, position: u64, at: u64) -> Option<StoredEvent> {
+        if position > self.visible_position() || self.parts.hidden(position, at) {
             return None;
         }
         self.get_any(position)
     }
 
-    /// A visible event by id, if it belongs to `tenant_id`.
+    /// A visible event by id, if it is on this shard and belongs to `tenant_id`.
     pub fn get_by_id(&self, tenant_id: &str, id: &Uuid) -> Option<StoredEvent> {
-        let position = *self.by_id.get(id)?;
+        let (shard, position) = *self.ids.get(id)?;
+        if shard != self.index {
+            return None;
+        }
         self.get_position(position).filter(|e| e.tenant_id() == tenant_id)
     }
 
-    /// Visible positions of an entity, in version order.
-    fn entity_positions(&self, tenant_id: &str, entity_id: &str) -> (Vec<u64>, bool) {
+    /// Visible positions of an entity, in version order. A cross-shard part is all of an entity's
+    /// events on its shard in that batch, so hiding by part keeps the entity's versions gap-free.
+    fn entity_positions(&self, tenant_id: &str, entity_id: &str, at: u64) -> (Vec<u64>, bool) {
         let visible = self.visible_position();
         let key = entity_key(tenant_id, entity_id);
         let Some(entry) = self.by_entity.get(key.as_str()) else {
             return (Vec::new(), true);
         };
+        let entry_sorted = entry.ts_sorted;
         // Copy the positions and let go of the map's lock before touching the events.
         let end = entry.positions.partition_point(|&p| p <= visible);
-        (entry.positions[..end].to_vec(), entry.ts_sorted)
+        let mut positions = entry.positions[..end].to_vec();
+        drop(entry);
+        positions.retain(|&p| !self.parts.hidden(p, at));
+        (positions, entry_sorted)
     }
 
     /// An entity's events matching `query`, sorted in its order, at most `want` of them.
@@ -306,7 +372,7 @@ impl ShardShared {
     }
 
     fn entity_query_inner(&self, query: &Query, entity_id: &str, want: usize) -> Vec<StoredEvent> {
-        let (positions, ts_sorted) = self.entity_positions(&query.tenant_id, entity_id);
+        let (positions, ts_sorted) = self.entity_positions(&query.tenant_id, entity_id, self.clock.now());
         let fetch = |p: &u64| self.get_any(*p);
         if ts_sorted {
             let matching = |e: &StoredEvent| query.matches(e);
@@ -327,7 +393,7 @@ impl ShardShared {
 
     /// An entity's state: its visible events with timestamp <= `as_of_us`, folded in version order.
     pub fn entity_state(&self, tenant_id: &str, entity_id: &str, as_of_us: Option<i64>) -> Option<EntityState> {
-        let (positions, _) = self.entity_positions(tenant_id, entity_id);
+        let (positions, _) = self.entity_positions(tenant_id, entity_id, self.clock.now());
         let as_of = as_of_us.unwrap_or(i64::MAX);
         let events: Vec<StoredEvent> = positions
             .iter()
@@ -347,7 +413,7 @@ impl ShardShared {
     /// The visible events of one event type of a tenant in the query's time range and order, at most
     /// `want`, read on the calling thread. `None` when this shard must answer itself: an event of that
     /// type arrived with an earlier timestamp than one before it, so its in-order keys are not all of them.
-    pub fn type_query(&self, query: &Query, event_type: &str, want: usize) -> Option<Vec<StoredEvent>> {
+    pub fn type_query(&self, query: &Query, event_type: &str, want: usize, at: u64) -> Option<Vec<StoredEvent>> {
         let started = std::time::Instant::now();
         let visible = self.visible_position();
         let keys = match self.by_type.get(entity_key(&query.tenant_id, event_type).as_str()) {
@@ -362,7 +428,7 @@ impl ShardShared {
             return Some(Vec::new());
         }
         let run = in_order_run(&keys, &((lo, 0)..=(hi, u64::MAX)));
-        let fetch = |(_, position): (i64, u64)| (position <= visible).then(|| self.get_position(position)).flatten();
+        let fetch = |(_, position): (i64, u64)| (position <= visible).then(|| self.get_position_at(position, at)).flatten();
         let events = match query.order {
             Order::Asc => run.filter_map(fetch).take(want).collect(),
             Order::Desc => run.rev().filter_map(fetch).take(want).collect(),
@@ -371,8 +437,4 @@ impl ShardShared {
         Some(events)
     }
 
-    /// Whether an id is stored here, acknowledged or not.
-    pub fn contains_id(&self, id: &Uuid) -> bool {
-        self.by_id.contains_key(id)
-    }
 }

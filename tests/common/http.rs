@@ -24,7 +24,24 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, content_type: Option<
 
 /// The reply, or None when the connection fails or closes without a whole answer.
 pub fn try_request(addr: SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Option<Reply> {
-    let mut stream = TcpStream::connect(addr).ok()?;
+    try_request_within(addr, method, path, content_type, body, None)
+}
+
+/// Like [`try_request`], but gives up (None) when no whole answer came within `timeout`.
+pub fn try_request_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    timeout: Option<std::time::Duration>,
+) -> Option<Reply> {
+    let mut stream = match timeout {
+        Some(t) => TcpStream::connect_timeout(&addr, t).ok()?,
+        None => TcpStream::connect(addr).ok()?,
+    };
+    stream.set_read_timeout(timeout).ok()?;
+    stream.set_write_timeout(timeout).ok()?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
