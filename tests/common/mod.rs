@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod python;
+pub mod serve;
 
 use std::path::Path;
 
