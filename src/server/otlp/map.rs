@@ -93,7 +93,7 @@ fn map_record(
     // OTLP's own rule for one-timestamp stores: time_unix_nano, else observed_time_unix_nano; 0 is unset.
     let nanos = if record.time_unix_nano != 0 { record.time_unix_nano } else { record.observed_time_unix_nano };
     // u64::MAX ns is year 2554 in µs, well within i64: the store's own range check applies.
-    let timestamp_us = (nanos != 0).then(|| (nanos / 1000) as i64);
+    let timestamp_us = (nanos != 0).then_some((nanos / 1000) as i64);
     let mut payload = Map::new();
     payload.insert("body".into(), record.body.as_ref().map(any_json).unwrap_or(Value::Null));
     payload.insert("severity_text".into(), json!(record.severity_text));
