@@ -165,7 +165,7 @@ fn client(
     url: &str,
     kind: Kind,
     spec: &LoadSpec,
-    bodies: &[Vec<u8>],
+    #[cfg_attr(not(feature = "otlp"), allow(unused_variables))] bodies: &[Vec<u8>],
     next: &AtomicU64,
     events: u64,
     per_request: u64,
