@@ -80,8 +80,11 @@ fn map_record(
     let entity_id = options
         .entity_attributes
         .iter()
-        .find_map(|key| find(&record.attributes, key).or_else(|| find(resource_attributes, key)))
+        .flat_map(|key| [find(&record.attributes, key), find(resource_attributes, key)])
+        .flatten()
         .map(scalar_text)
+        // An empty value names nothing: the next attribute is tried.
+        .find(|text| !text.is_empty())
         .unwrap_or_else(|| UNKNOWN_ENTITY.to_string());
     let event_type = if !record.event_name.is_empty() {
         record.event_name.clone()
@@ -283,6 +286,9 @@ mod tests {
         assert_eq!(mapped.events[1].entity_id, "api");
         let none = map_request(&request(vec![], vec![LogRecord::default()]), "t", &OtlpOptions::default(), &Limits::default());
         assert_eq!(none.events[0].entity_id, UNKNOWN_ENTITY);
+        let empty = vec![kv("service.name", text("")), kv("host.name", text("h3"))];
+        let mapped = map_request(&request(empty, vec![LogRecord::default()]), "t", &OtlpOptions::default(), &Limits::default());
+        assert_eq!(mapped.events[0].entity_id, "h3", "an empty service.name is skipped");
     }
 
     #[test]
