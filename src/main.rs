@@ -121,6 +121,11 @@ enum Command {
         #[cfg(feature = "otlp")]
         #[arg(long, value_delimiter = ',', default_value = "service.name,host.name")]
         otlp_entity_attributes: Vec<String>,
+        /// MCP: `Host` names (or host:port) that /mcp answers; others are refused (DNS-rebinding protection).
+        /// Add the names clients use to reach a server that listens beyond loopback.
+        #[cfg(feature = "mcp")]
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        mcp_allowed_hosts: Vec<String>,
     },
     /// Serve MCP (Model Context Protocol) on standard input and output, for a desktop agent that starts
     /// tidelog itself. Opens --data-dir directly (no server may hold it); with a running server, point the
@@ -355,6 +360,8 @@ fn run(cli: Cli) -> Result<(), String> {
             auth_file,
             #[cfg(feature = "otlp")]
             otlp_entity_attributes,
+            #[cfg(feature = "mcp")]
+            mcp_allowed_hosts,
         } => {
             let api_keys = match auth_file {
                 Some(path) => Some(std::sync::Arc::new(tidelog::server::ApiKeys::load(&path)?)),
@@ -365,6 +372,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 api_keys,
                 #[cfg(feature = "otlp")]
                 otlp: tidelog::server::otlp::OtlpOptions { entity_attributes: otlp_entity_attributes },
+                #[cfg(feature = "mcp")]
+                mcp_allowed_hosts,
             };
             serve(&store, listen, options, log_format)
         }

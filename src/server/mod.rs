@@ -53,7 +53,7 @@ impl Server {
         let mut local_addr = config.listen;
         let mut stops = Vec::new();
         #[cfg(feature = "mcp")]
-        let mcp: McpEndpoint = Some(std::sync::Arc::new(mcp::McpHttp::new(store.clone(), config.limits.max_body_bytes)));
+        let mcp: McpEndpoint = Some(std::sync::Arc::new(mcp::McpHttp::new(store.clone(), &config.limits)));
         #[cfg(not(feature = "mcp"))]
         let mcp: McpEndpoint = None;
         for shard in 0..store.shard_count() {

@@ -30,6 +30,9 @@ pub struct HttpOptions {
     /// How `/v1/logs` maps log records to events.
     #[cfg(feature = "otlp")]
     pub otlp: super::otlp::OtlpOptions,
+    /// `Host` names (or `host:port`) `/mcp` answers; rmcp refuses others (DNS-rebinding protection).
+    #[cfg(feature = "mcp")]
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpOptions {
@@ -39,6 +42,8 @@ impl Default for HttpOptions {
             api_keys: None,
             #[cfg(feature = "otlp")]
             otlp: Default::default(),
+            #[cfg(feature = "mcp")]
+            mcp_allowed_hosts: super::mcp::LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect(),
         }
     }
 }

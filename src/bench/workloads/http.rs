@@ -62,6 +62,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
                 api_keys: None,
                 #[cfg(feature = "otlp")]
                 otlp: crate::server::otlp::OtlpOptions { entity_attributes: vec![OTLP_ENTITY_ATTRIBUTE.into()] },
+                ..HttpOptions::default()
             },
         };
         let server = Server::start(&store, config)?;

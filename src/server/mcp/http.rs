@@ -31,12 +31,13 @@ impl McpHttp {
     /// Stateless (no sessions) and JSON answers: every POST is answered on its own, so no stream stays
     /// open on a shard's connection (which would hold up a graceful shutdown), and any shard can take
     /// any request.
-    pub fn new(store: Store, max_body_bytes: usize) -> McpHttp {
+    pub fn new(store: Store, options: &HttpOptions) -> McpHttp {
         let config = StreamableHttpServerConfig::default()
+            .with_allowed_hosts(options.mcp_allowed_hosts.iter().cloned())
             .with_legacy_session_mode(false)
             .with_json_response(true)
             .with_sse_keep_alive(None)
-            .with_max_request_body_bytes(max_body_bytes);
+            .with_max_request_body_bytes(options.max_body_bytes);
         let service = StreamableHttpService::new(move || Ok(TidelogMcp::new(store.clone())), Default::default(), config);
         McpHttp { service }
     }

@@ -10,6 +10,9 @@ pub use tools::{TidelogMcp, TokenTenant};
 
 use crate::Store;
 
+/// The `Host` names `/mcp` answers by default: loopback only.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {
     #[error("starting the MCP server on stdio: {0}")]
