@@ -116,7 +116,22 @@ enum Command {
         /// JSON file of {"token": "tenant"}: requests then need `Authorization: Bearer <token>` and act on its tenant.
         #[arg(long, env = "TIDELOG_AUTH_FILE")]
         auth_file: Option<PathBuf>,
+        /// OTLP logs: attribute keys tried in order for an event's entity_id (the record's attributes
+        /// first, then the resource's).
+        #[cfg(feature = "otlp")]
+        #[arg(long, value_delimiter = ',', default_value = "service.name,host.name")]
+        otlp_entity_attributes: Vec<String>,
+        /// MCP: `Host` names (or host:port) that /mcp answers; others are refused (DNS-rebinding protection).
+        /// Add the names clients use to reach a server that listens beyond loopback.
+        #[cfg(feature = "mcp")]
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        mcp_allowed_hosts: Vec<String>,
     },
+    /// Serve MCP (Model Context Protocol) on standard input and output, for a desktop agent that starts
+    /// tidelog itself. Opens --data-dir directly (no server may hold it); with a running server, point the
+    /// agent at its /mcp endpoint instead.
+    #[cfg(feature = "mcp")]
+    Mcp,
     /// Append one event and print its acknowledgement.
     Append {
         #[arg(long)]
@@ -338,14 +353,32 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => Err(format!("entity {entity:?} of tenant {tenant:?} has no events")),
             }
         }
-        Command::Serve { listen, max_body_bytes, log_format, auth_file } => {
+        Command::Serve {
+            listen,
+            max_body_bytes,
+            log_format,
+            auth_file,
+            #[cfg(feature = "otlp")]
+            otlp_entity_attributes,
+            #[cfg(feature = "mcp")]
+            mcp_allowed_hosts,
+        } => {
             let api_keys = match auth_file {
                 Some(path) => Some(std::sync::Arc::new(tidelog::server::ApiKeys::load(&path)?)),
                 None => None,
             };
-            let options = tidelog::server::HttpOptions { max_body_bytes, api_keys };
+            let options = tidelog::server::HttpOptions {
+                max_body_bytes,
+                api_keys,
+                #[cfg(feature = "otlp")]
+                otlp: tidelog::server::otlp::OtlpOptions { entity_attributes: otlp_entity_attributes },
+                #[cfg(feature = "mcp")]
+                mcp_allowed_hosts,
+            };
             serve(&store, listen, options, log_format)
         }
+        #[cfg(feature = "mcp")]
+        Command::Mcp => tidelog::server::mcp::serve_stdio(store.clone()).map_err(|e| e.to_string()),
         Command::Inspect { .. } | Command::Bench { .. } => unreachable!("handled before opening the store"),
         Command::Export { format: ExportFormat::Parquet, out, tenant, since, until } => {
             let filter = ExportFilter { tenant_id: tenant, since_us: timestamp("since", &since)?, until_us: timestamp("until", &until)? };

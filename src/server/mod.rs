@@ -2,8 +2,13 @@
 //! (SO_REUSEPORT), parses requests on its own core and sends events to their owning shards over the
 //! store's channels; there is no second runtime.
 
+pub mod api;
 mod compat;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod routes;
 mod stream;
 
@@ -20,6 +25,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 
 pub use routes::{ApiKeys, HttpOptions};
+
+/// The `/mcp` endpoint, shared by the shards of one server (nothing without the `mcp` feature).
+#[cfg(feature = "mcp")]
+pub type McpEndpoint = Option<std::sync::Arc<mcp::McpHttp>>;
+#[cfg(not(feature = "mcp"))]
+pub type McpEndpoint = Option<std::convert::Infallible>;
 
 use crate::{Error, Store};
 
@@ -41,13 +52,17 @@ impl Server {
     pub fn start(store: &Store, config: ServerConfig) -> Result<Server, Error> {
         let mut local_addr = config.listen;
         let mut stops = Vec::new();
+        #[cfg(feature = "mcp")]
+        let mcp: McpEndpoint = Some(std::sync::Arc::new(mcp::McpHttp::new(store.clone(), &config.limits)));
+        #[cfg(not(feature = "mcp"))]
+        let mcp: McpEndpoint = None;
         for shard in 0..store.shard_count() {
             let (bound_tx, bound_rx) = oneshot::channel::<Result<SocketAddr, std::io::Error>>();
             let (stop_tx, stop_rx) = flume::bounded(1);
-            let (task_store, limits) = (store.clone(), config.limits.clone());
+            let (task_store, limits, mcp) = (store.clone(), config.limits.clone(), mcp.clone());
             let addr = local_addr;
             futures_lite::future::block_on(store.spawn_on(shard, move |_| {
-                serve_shard(task_store, addr, limits, bound_tx, stop_rx)
+                serve_shard(task_store, addr, limits, mcp, bound_tx, stop_rx)
             }))?;
             local_addr = futures_lite::future::block_on(bound_rx)
                 .map_err(|_| Error::Closed)?
@@ -103,6 +118,7 @@ async fn serve_shard(
     store: Store,
     addr: SocketAddr,
     limits: HttpOptions,
+    mcp: McpEndpoint,
     bound: oneshot::Sender<Result<SocketAddr, std::io::Error>>,
     stop_rx: flume::Receiver<oneshot::Sender<()>>,
 ) {
@@ -120,8 +136,8 @@ async fn serve_shard(
         let next = futures_lite::future::or(async { Ok(listener.accept().await) }, async { Err(stop_rx.recv_async().await) });
         match next.await {
             Ok(Ok(stream)) => {
-                let (store, limits, stop) = (store.clone(), limits.clone(), stop.clone());
-                glommio::spawn_local(serve_connection(stream, store, limits, stop)).detach();
+                let (store, limits, mcp, stop) = (store.clone(), limits.clone(), mcp.clone(), stop.clone());
+                glommio::spawn_local(serve_connection(stream, store, limits, mcp, stop)).detach();
             }
             // Accept errors (out of file descriptors, a reset before accept) are not fatal.
             Ok(Err(_)) => glommio::timer::sleep(std::time::Duration::from_millis(10)).await,
@@ -139,15 +155,21 @@ async fn serve_shard(
     }
 }
 
-async fn serve_connection(stream: glommio::net::TcpStream, store: Store, limits: Rc<HttpOptions>, stop: Rc<Stop>) {
+async fn serve_connection(
+    stream: glommio::net::TcpStream,
+    store: Store,
+    limits: Rc<HttpOptions>,
+    mcp: McpEndpoint,
+    stop: Rc<Stop>,
+) {
     let id = stop.next_connection.get();
     stop.next_connection.set(id + 1);
     stop.wakers.borrow_mut().insert(id, Waker::noop().clone());
     let _ = stream.set_nodelay(true);
     let handler_stop = stop.clone();
     let service = service_fn(move |request| {
-        let (store, limits, stop) = (store.clone(), limits.clone(), handler_stop.clone());
-        async move { Ok::<_, std::convert::Infallible>(routes::handle(&store, &limits, &stop, request).await) }
+        let (store, limits, mcp, stop) = (store.clone(), limits.clone(), mcp.clone(), handler_stop.clone());
+        async move { Ok::<_, std::convert::Infallible>(routes::handle(&store, &limits, &mcp, &stop, request).await) }
     });
     // hyper's header read timeout needs a Send timer, which glommio's are not; without one hyper skips it.
     let conn = http1::Builder::new().serve_connection(compat::Stream(stream), service);

@@ -9,10 +9,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::event::{parse_event_json, NewEvent, ValidationError};
-use crate::query::{Order, Query};
-use crate::time::{format_rfc3339_us, parse_timestamp_us};
-use super::{stream, Stop};
-use crate::{AppendAck, Error, Store, DEFAULT_TENANT};
+use crate::query::Query;
+use super::{api, stream, Stop};
+use crate::{Error, Store, DEFAULT_TENANT};
 use std::rc::Rc;
 
 /// Response bodies: whole (JSON) or streamed (SSE). Not Send: bodies live on the shard that serves them.
@@ -28,6 +27,25 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// When set, `/api` requests need `Authorization: Bearer <token>` and act on the token's tenant.
     pub api_keys: Option<std::sync::Arc<ApiKeys>>,
+    /// How `/v1/logs` maps log records to events.
+    #[cfg(feature = "otlp")]
+    pub otlp: super::otlp::OtlpOptions,
+    /// `Host` names (or `host:port`) `/mcp` answers; rmcp refuses others (DNS-rebinding protection).
+    #[cfg(feature = "mcp")]
+    pub mcp_allowed_hosts: Vec<String>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> HttpOptions {
+        HttpOptions {
+            max_body_bytes: 16 << 20,
+            api_keys: None,
+            #[cfg(feature = "otlp")]
+            otlp: Default::default(),
+            #[cfg(feature = "mcp")]
+            mcp_allowed_hosts: super::mcp::LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect(),
+        }
+    }
 }
 
 /// API keys: token -> tenant.
@@ -57,12 +75,12 @@ impl ApiKeys {
     }
 }
 
-fn forbidden(asked: &str, allowed: &str) -> ApiError {
+pub(super) fn forbidden(asked: &str, allowed: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("tenant {asked:?} is not the token's tenant {allowed:?}"))
 }
 
 /// With an API key, every event goes to the key's tenant; naming another one is refused.
-fn enforce_tenant(events: &mut [NewEvent], tenant: &Option<String>) -> Result<(), ApiError> {
+pub(super) fn enforce_tenant(events: &mut [NewEvent], tenant: &Option<String>) -> Result<(), ApiError> {
     let Some(tenant) = tenant else { return Ok(()) };
     for event in events.iter_mut() {
         if event.tenant_id != *tenant && event.tenant_id != DEFAULT_TENANT {
@@ -88,6 +106,18 @@ impl ApiError {
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     pub fn into_response(self) -> Response<Body> {
@@ -144,17 +174,15 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     response
 }
 
-fn ack_json(ack: &AppendAck) -> Value {
-    json!({
-        "event_id": ack.id.to_string(),
-        "timestamp": format_rfc3339_us(ack.timestamp_us),
-        "version": ack.version,
-    })
-}
-
 /// Routes one request.
-pub async fn handle(store: &Store, limits: &HttpOptions, stop: &Rc<Stop>, request: Request<Incoming>) -> Response<Body> {
-    match route(store, limits, stop, request).await {
+pub async fn handle(
+    store: &Store,
+    limits: &HttpOptions,
+    mcp: &super::McpEndpoint,
+    stop: &Rc<Stop>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    match route(store, limits, mcp, stop, request).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -163,6 +191,7 @@ pub async fn handle(store: &Store, limits: &HttpOptions, stop: &Rc<Stop>, reques
 async fn route(
     store: &Store,
     limits: &HttpOptions,
+    #[cfg_attr(not(feature = "mcp"), allow(unused_variables))] mcp: &super::McpEndpoint,
     stop: &Rc<Stop>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -197,15 +226,7 @@ async fn route(
             allow(&Method::GET)?;
             let tenant = params.tenant()?;
             let stats = store.tenant_stats(&tenant).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({
-                    "tenant_id": tenant,
-                    "total_events": stats.events,
-                    "total_entities": stats.entities,
-                    "event_types": stats.event_types,
-                }),
-            ))
+            Ok(json_response(StatusCode::OK, &api::stats_json(&tenant, &stats)))
         }
         ["api", "v1", "events"] => {
             allow(&Method::POST)?;
@@ -215,7 +236,7 @@ async fn route(
             enforce_tenant(&mut event, &params.token_tenant)?;
             let [event] = event;
             let ack = store.try_append(event).await?;
-            Ok(json_response(StatusCode::OK, &ack_json(&ack)))
+            Ok(json_response(StatusCode::OK, &api::ack_json(&ack)))
         }
         ["api", "v1", "events", "batch"] => {
             allow(&Method::POST)?;
@@ -226,12 +247,7 @@ async fn route(
             enforce_tenant(&mut events, &params.token_tenant)?;
             let total = events.len();
             let acks = store.try_append_batch(events).await?;
-            let body = json!({
-                "total": total,
-                "ingested": acks.len(),
-                "events": acks.iter().map(ack_json).collect::<Vec<_>>(),
-            });
-            Ok(json_response(StatusCode::OK, &body))
+            Ok(json_response(StatusCode::OK, &api::batch_json(total, &acks)))
         }
         ["api", "v1", "events", "stream"] => {
             allow(&Method::GET)?;
@@ -251,8 +267,7 @@ async fn route(
             allow(&Method::GET)?;
             let query = params.query()?;
             let result = store.query(&query).await?;
-            let events: Vec<Value> = result.events.iter().map(|e| e.to_json()).collect();
-            Ok(json_response(StatusCode::OK, &json!({"count": events.len(), "has_more": result.has_more, "events": events})))
+            Ok(json_response(StatusCode::OK, &api::query_json(&result)))
         }
         ["api", "v1", "events", id] => {
             allow(&Method::GET)?;
@@ -269,21 +284,22 @@ async fn route(
             let entity_id = percent_encoding::percent_decode_str(entity_id)
                 .decode_utf8()
                 .map_err(|_| ApiError::bad_request("entity_id in the path is not UTF-8"))?;
-            let as_of = params.timestamp("as_of")?;
+            let as_of = api::timestamp("as_of", &params.get("as_of").map(str::to_string))?;
             match store.entity_state(&tenant, &entity_id, as_of) {
-                Some(s) => Ok(json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "entity_id": s.entity_id,
-                        "current_state": s.state,
-                        "event_count": s.event_count,
-                        "version": s.version,
-                        "last_updated": format_rfc3339_us(s.last_updated_us),
-                    }),
-                )),
+                Some(s) => Ok(json_response(StatusCode::OK, &api::entity_state_json(&s))),
                 None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("entity {entity_id:?} has no events"))),
             }
         }
+        #[cfg(feature = "otlp")]
+        ["v1", "logs"] => {
+            allow(&Method::POST)?;
+            Ok(super::otlp::export_logs(store, limits, &params.token_tenant, request).await)
+        }
+        #[cfg(feature = "mcp")]
+        ["mcp"] => match mcp {
+            Some(mcp) => mcp.handle(request, limits, &params.token_tenant).await,
+            None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "MCP is not served here")),
+        },
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}"))),
     }
 }
@@ -299,11 +315,11 @@ fn health(store: &Store) -> Response<Body> {
     json_response(status, &json!({"status": if healthy { "healthy" } else { "degraded" }, "shards": shards}))
 }
 
-fn content_type(request: &Request<Incoming>) -> String {
+pub(super) fn content_type(request: &Request<Incoming>) -> String {
     request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase()
 }
 
-async fn read_body(request: Request<Incoming>, limits: &HttpOptions, accepted: &[&str]) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(request: Request<Incoming>, limits: &HttpOptions, accepted: &[&str]) -> Result<Bytes, ApiError> {
     let kind = content_type(&request);
     // A missing content type is taken as JSON (curl -d sends form encoding, which we reject by name).
     if !kind.is_empty() && !accepted.iter().any(|a| kind.starts_with(a)) {
@@ -366,24 +382,7 @@ impl Params {
     }
 
     fn tenant(&self) -> Result<String, ApiError> {
-        if let Some(tenant) = &self.token_tenant {
-            return match self.get("tenant_id") {
-                Some(asked) if asked != tenant => Err(forbidden(asked, tenant)),
-                _ => Ok(tenant.clone()),
-            };
-        }
-        let tenant = self.get("tenant_id").unwrap_or(DEFAULT_TENANT);
-        crate::event::validate_tenant(tenant).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        Ok(tenant.to_string())
-    }
-
-    fn timestamp(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => parse_timestamp_us(v)
-                .map(Some)
-                .ok_or_else(|| ApiError::bad_request(format!("{name}: {v:?} is not RFC 3339 or microseconds"))),
-        }
+        api::resolve_tenant(self.get("tenant_id"), &self.token_tenant)
     }
 
     fn number(&self, name: &str) -> Result<Option<usize>, ApiError> {
@@ -401,24 +400,20 @@ impl Params {
         if let Some((unknown, _)) = self.pairs.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
             return Err(ApiError::bad_request(format!("unknown query parameter {unknown:?}")));
         }
-        let mut query = Query::tenant(self.tenant()?);
-        query.entity_id = self.get("entity_id").map(str::to_string);
-        match (self.get("event_type").or(self.get("type")), self.get("event_type_prefix")) {
-            (Some(_), Some(_)) => return Err(ApiError::bad_request("give event_type or event_type_prefix, not both")),
-            (Some(t), None) => query = query.event_type(t),
-            (None, Some(p)) => query = query.event_type_prefix(p),
-            (None, None) => {}
-        }
-        query.since_us = self.timestamp("since")?;
-        query.until_us = self.timestamp("until")?;
-        query.as_of_us = self.timestamp("as_of")?;
-        query.limit = self.number("limit")?;
-        query.offset = self.number("offset")?.unwrap_or(0);
-        query.order = match self.get("order") {
-            None | Some("asc") => Order::Asc,
-            Some("desc") => Order::Desc,
-            Some(other) => return Err(ApiError::bad_request(format!("order: {other:?} is not asc or desc"))),
+        let text = |name: &str| self.get(name).map(str::to_string);
+        let args = api::QueryArgs {
+            tenant_id: text("tenant_id"),
+            entity_id: text("entity_id"),
+            // `type` is the short name AllSource clients use.
+            event_type: text("event_type").or(text("type")),
+            event_type_prefix: text("event_type_prefix"),
+            since: text("since"),
+            until: text("until"),
+            as_of: text("as_of"),
+            limit: self.number("limit")?,
+            offset: self.number("offset")?,
+            order: text("order"),
         };
-        Ok(query)
+        args.to_query(&self.token_tenant)
     }
 }

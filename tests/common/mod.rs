@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod python;
+pub mod serve;
 pub mod server;
 
 use std::path::Path;
