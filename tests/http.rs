@@ -9,7 +9,7 @@ use tidelog::Store;
 
 fn start(dir: &std::path::Path, max_body_bytes: usize) -> (Store, Server) {
     let store = common::open(dir, 2, 0);
-    let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: HttpOptions { max_body_bytes, api_keys: None } };
+    let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: HttpOptions { max_body_bytes, api_keys: None, sql: Default::default() } };
     let server = Server::start(&store, config).expect("server starts");
     (store, server)
 }
@@ -206,7 +206,7 @@ fn api_keys_scope_every_request_to_the_token_tenant() {
     std::fs::write(&keys_file, r#"{"acme-token-0123456789": "acme", "globex-token-0123456789": "globex"}"#).unwrap();
     let api_keys = Some(Arc::new(tidelog::server::ApiKeys::load(&keys_file).unwrap()));
     let store = common::open(&dir.path().join("data"), 2, 0);
-    let options = HttpOptions { max_body_bytes: 1 << 20, api_keys };
+    let options = HttpOptions { max_body_bytes: 1 << 20, api_keys, sql: Default::default() };
     let server = Server::start(&store, ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: options }).unwrap();
     let addr = server.local_addr();
     let with = |token: &str, method: &str, path: &str, body: &str| {
@@ -253,7 +253,7 @@ fn a_failed_shard_answers_503_or_507_and_health_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let plan = FaultPlan::new();
         let store = tidelog::Store::open(common::config(dir.path(), 1, 0).fault_plan(plan.clone())).unwrap();
-        let options = HttpOptions { max_body_bytes: 1 << 20, api_keys: None };
+        let options = HttpOptions { max_body_bytes: 1 << 20, api_keys: None, sql: Default::default() };
         let server = Server::start(&store, ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: options }).unwrap();
         let addr = server.local_addr();
         let event = json!({"event_type":"t","entity_id":"e","payload":1});

@@ -5,6 +5,8 @@
 mod compat;
 mod metrics;
 mod routes;
+#[cfg(feature = "sql")]
+mod sql;
 mod stream;
 
 use std::cell::{Cell, RefCell};

@@ -28,6 +28,8 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// When set, `/api` requests need `Authorization: Bearer <token>` and act on the token's tenant.
     pub api_keys: Option<std::sync::Arc<ApiKeys>>,
+    /// Limits of one query of `POST /api/v1/sql`.
+    pub sql: crate::config::SqlLimits,
 }
 
 /// API keys: token -> tenant.
@@ -247,6 +249,14 @@ async fn route(
             };
             Ok(stream::response(store.clone(), filter, cursor, stop.clone()))
         }
+        ["api", "v1", "sql"] => {
+            allow(&Method::POST)?;
+            let tenant = params.tenant()?;
+            #[cfg(feature = "sql")]
+            return super::sql::answer(store, limits, request, tenant).await;
+            #[cfg(not(feature = "sql"))]
+            return Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", format!("this build has no SQL (feature `sql`); tenant {tenant:?}")));
+        }
         ["api", "v1", "events", "query"] => {
             allow(&Method::GET)?;
             let query = params.query()?;
@@ -303,7 +313,7 @@ fn content_type(request: &Request<Incoming>) -> String {
     request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase()
 }
 
-async fn read_body(request: Request<Incoming>, limits: &HttpOptions, accepted: &[&str]) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(request: Request<Incoming>, limits: &HttpOptions, accepted: &[&str]) -> Result<Bytes, ApiError> {
     let kind = content_type(&request);
     // A missing content type is taken as JSON (curl -d sends form encoding, which we reject by name).
     if !kind.is_empty() && !accepted.iter().any(|a| kind.starts_with(a)) {

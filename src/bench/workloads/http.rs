@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
         let (store, dir) = open(ctx, &format!("http-f{fsync_ms}"), 2, fsync_ms)?;
         let config = ServerConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            limits: HttpOptions { max_body_bytes: 16 << 20, api_keys: None },
+            limits: HttpOptions { max_body_bytes: 16 << 20, api_keys: None, sql: Default::default() },
         };
         let server = Server::start(&store, config)?;
         let base = format!("http://{}", server.local_addr());
