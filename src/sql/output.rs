@@ -99,9 +99,13 @@ pub fn cell(array: &dyn Array, row: usize) -> Value {
                 TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row).checked_mul(1_000),
                 TimeUnit::Microsecond => Some(array.as_primitive::<TimestampMicrosecondType>().value(row)),
                 TimeUnit::Nanosecond => {
+                    // Whole µs as every other timestamp of the API; nanoseconds only when there are some.
                     let ns = array.as_primitive::<TimestampNanosecondType>().value(row);
+                    if ns % 1000 == 0 {
+                        return Value::String(format_rfc3339_us(ns / 1000));
+                    }
                     let t = chrono::DateTime::from_timestamp_nanos(ns);
-                    return Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+                    return Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
                 }
             };
             match us {
