@@ -273,6 +273,20 @@ fn refusals_bad_sql_and_limits() {
     let e = run(&store, "acme", "SELECT count(*) FROM generate_series(1, 100000000000) AS t(v)", quick).unwrap_err();
     assert_eq!(e.code(), "query_timeout", "{e}");
     assert!(started.elapsed() < Duration::from_secs(5), "the timeout stopped the query: {:?}", started.elapsed());
+    // At most MAX_CONCURRENT_QUERIES run at once; the next waits for a turn, within its timeout.
+    let hold = |store: &Store| {
+        let store = store.clone();
+        block_on(QueryTask::spawn(async move {
+            tidelog::sql::start(&store, "acme", "SELECT * FROM events", &SqlLimits::default()).await
+        }))
+        .unwrap()
+        .unwrap()
+    };
+    let mut held: Vec<_> = (0..tidelog::sql::MAX_CONCURRENT_QUERIES).map(|_| hold(&store)).collect();
+    assert_eq!(run(&store, "acme", "SELECT 1", quick).unwrap_err().code(), "query_timeout", "a fifth query waits");
+    held.pop();
+    assert_eq!(run(&store, "acme", "SELECT 1", quick).unwrap().1[0].num_rows(), 1, "a turn came free");
+    drop(held);
     // Still answering.
     assert_eq!(count(&store, "SELECT count(*) FROM events"), 50);
     store.close().unwrap();

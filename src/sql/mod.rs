@@ -32,6 +32,11 @@ pub use table::events_schema;
 
 use crate::Store;
 
+/// Queries running at once, at most; more wait for a turn (within their timeout). With the per-query
+/// memory limit this bounds what SQL can hold in all: `MAX_CONCURRENT_QUERIES * memory_limit_bytes`.
+pub const MAX_CONCURRENT_QUERIES: usize = 4;
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_QUERIES);
+
 /// A running query: its output schema and its batches, under the query's deadline.
 pub struct SqlStream {
     stream: SendableRecordBatchStream,
@@ -39,6 +44,8 @@ pub struct SqlStream {
     limits: SqlLimits,
     /// The memory of a buffered answer, counted in the query's pool beside its operators.
     answer: MemoryReservation,
+    /// The query's turn among [`MAX_CONCURRENT_QUERIES`], held until the stream is dropped.
+    _turn: tokio::sync::SemaphorePermit<'static>,
 }
 
 impl SqlStream {
@@ -61,13 +68,14 @@ impl SqlStream {
 pub async fn start(store: &Store, tenant_id: &str, sql: &str, limits: &SqlLimits) -> Result<SqlStream, SqlError> {
     let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
     let planned = async {
+        let turn = RUNNING.acquire().await.map_err(|e| SqlError::Internal(e.to_string()))?;
         let ctx = session::context(store, tenant_id, limits)?;
         let plan = session::plan(&ctx, sql, limits).await?;
         let df = |e| SqlError::from_datafusion(e, limits);
         let frame = ctx.execute_logical_plan(plan).await.map_err(df)?;
         let stream = frame.execute_stream().await.map_err(df)?;
         let answer = MemoryConsumer::new("answer").register(&ctx.runtime_env().memory_pool);
-        Ok(SqlStream { stream, deadline, limits: *limits, answer })
+        Ok(SqlStream { stream, deadline, limits: *limits, answer, _turn: turn })
     };
     timeout_at(deadline, planned).await.map_err(|_| SqlError::Timeout { timeout_ms: limits.timeout_ms })?
 }
