@@ -13,6 +13,23 @@ pub const DEFAULT_FSYNC_INTERVAL_MS: u32 = 100;
 pub const DEFAULT_SPIN_BEFORE_PARK_US: u32 = 100;
 pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 << 20;
 
+/// Limits of one SQL query (`POST /api/v1/sql`, `tidelog sql`; feature `sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqlLimits {
+    /// Memory the query's operators (hash tables, sorts, the rows of a buffered answer) may hold.
+    pub memory_limit_bytes: u64,
+    /// From the request to the last row.
+    pub timeout_ms: u64,
+    /// Rows of a buffered JSON answer at most (the streamed formats have no row cap).
+    pub max_json_rows: u64,
+}
+
+impl Default for SqlLimits {
+    fn default() -> SqlLimits {
+        SqlLimits { memory_limit_bytes: 256 << 20, timeout_ms: 30_000, max_json_rows: 100_000 }
+    }
+}
+
 #[derive(Clone)]
 pub struct StoreConfig {
     pub data_dir: PathBuf,

@@ -422,6 +422,12 @@ impl Store {
     }
 
     /// A shard's readable state (for streams and tools).
+    /// A place in the commit order for a read that spans shards and tasks (SQL): positions of a
+    /// cross-shard batch are visible to it on every shard or on none (`ShardShared::get_position_at`).
+    pub fn read_snapshot(&self) -> crate::shard::OwnedSnapshot {
+        self.inner.clock.snapshot_owned()
+    }
+
     pub fn shard(&self, shard: usize) -> &ShardShared {
         &self.inner.shards[shard].shared
     }

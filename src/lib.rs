@@ -30,6 +30,8 @@ pub mod server;
 pub mod shard;
 #[cfg(feature = "side-runtime")]
 pub mod side_runtime;
+#[cfg(feature = "sql")]
+pub mod sql;
 pub mod time;
 pub mod wal;
 

@@ -126,6 +126,24 @@ enum Command {
         #[cfg(feature = "mcp")]
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
         mcp_allowed_hosts: Vec<String>,
+        #[command(flatten)]
+        sql: SqlLimitArgs,
+        /// Rows of a buffered JSON answer of POST /api/v1/sql at most (NDJSON and Arrow IPC stream without a cap).
+        #[arg(long, default_value_t = tidelog::config::SqlLimits::default().max_json_rows)]
+        sql_max_json_rows: u64,
+    },
+    /// Run SQL over one tenant's events (table `events`) and print the answer. Opens the data directory
+    /// itself, like `query`: while a server holds it, POST to /api/v1/sql instead.
+    #[cfg(feature = "sql")]
+    Sql {
+        /// One query, e.g. "SELECT event_type, count(*) FROM events GROUP BY event_type".
+        query: String,
+        #[arg(long, default_value = tidelog::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+        #[command(flatten)]
+        limits: SqlLimitArgs,
     },
     /// Serve MCP (Model Context Protocol) on standard input and output, for a desktop agent that starts
     /// tidelog itself. Opens --data-dir directly (no server may hold it); with a running server, point the
@@ -271,6 +289,34 @@ struct QueryArgs {
     order: OrderArg,
 }
 
+/// Limits of one SQL query.
+#[derive(Args)]
+struct SqlLimitArgs {
+    /// Memory one SQL query may use, MiB (hash tables, sorts, a buffered answer).
+    #[arg(long, default_value_t = tidelog::config::SqlLimits::default().memory_limit_bytes >> 20)]
+    sql_memory_limit_mib: u64,
+    /// Time one SQL query may take, seconds.
+    #[arg(long, default_value_t = tidelog::config::SqlLimits::default().timeout_ms / 1000)]
+    sql_timeout_s: u64,
+}
+
+impl SqlLimitArgs {
+    fn limits(&self, max_json_rows: u64) -> tidelog::config::SqlLimits {
+        tidelog::config::SqlLimits {
+            memory_limit_bytes: self.sql_memory_limit_mib << 20,
+            timeout_ms: self.sql_timeout_s.saturating_mul(1000),
+            max_json_rows,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SqlFormat {
+    Table,
+    Json,
+    Csv,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ExportFormat {
     Parquet,
@@ -353,6 +399,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => Err(format!("entity {entity:?} of tenant {tenant:?} has no events")),
             }
         }
+        #[cfg(feature = "sql")]
+        Command::Sql { query, tenant, format, limits } => sql(&store, &tenant, &query, format, limits.limits(u64::MAX)),
         Command::Serve {
             listen,
             max_body_bytes,
@@ -362,7 +410,10 @@ fn run(cli: Cli) -> Result<(), String> {
             otlp_entity_attributes,
             #[cfg(feature = "mcp")]
             mcp_allowed_hosts,
+            sql,
+            sql_max_json_rows,
         } => {
+            let sql_limits = sql.limits(sql_max_json_rows);
             let api_keys = match auth_file {
                 Some(path) => Some(std::sync::Arc::new(tidelog::server::ApiKeys::load(&path)?)),
                 None => None,
@@ -374,6 +425,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 otlp: tidelog::server::otlp::OtlpOptions { entity_attributes: otlp_entity_attributes },
                 #[cfg(feature = "mcp")]
                 mcp_allowed_hosts,
+                sql: sql_limits,
             };
             serve(&store, listen, options, log_format)
         }
@@ -581,6 +633,41 @@ fn ingest(store: &Store, batch_size: usize) -> Result<(), String> {
     }
     flush(&mut batch, batch_first_line)?;
     eprintln!("ingested {ingested} events");
+    Ok(())
+}
+
+/// `tidelog sql`: the query runs on the side runtime, as the server's do; this thread waits for it.
+#[cfg(feature = "sql")]
+fn sql(store: &Store, tenant: &str, query: &str, format: SqlFormat, limits: tidelog::config::SqlLimits) -> Result<(), String> {
+    use tidelog::sql::output;
+    let task = tidelog::sql::QueryTask::spawn({
+        let (store, tenant, query) = (store.clone(), tenant.to_string(), query.to_string());
+        async move { tidelog::sql::collect(&store, &tenant, &query, &limits, limits.max_json_rows).await }
+    });
+    let (schema, batches) = block_on(task).and_then(|r| r).map_err(|e| format!("{} ({})", e, e.code()))?;
+    let mut out = std::io::stdout().lock();
+    let arrow_err = |e: arrow::error::ArrowError| e.to_string();
+    match format {
+        SqlFormat::Table => {
+            let table = arrow::util::pretty::pretty_format_batches(&batches).map_err(arrow_err)?;
+            writeln!(out, "{table}").map_err(|e| e.to_string())?;
+        }
+        SqlFormat::Json => {
+            let answer = output::answer_json(&schema, &batches).map_err(arrow_err)?;
+            writeln!(out, "{answer}").map_err(|e| e.to_string())?;
+        }
+        SqlFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            if batches.is_empty() {
+                // Still the header line: an empty answer has its columns.
+                writer.write(&output::plain_batch(&arrow::array::RecordBatch::new_empty(schema.clone())).map_err(arrow_err)?).map_err(arrow_err)?;
+            }
+            for batch in &batches {
+                writer.write(&output::plain_batch(batch).map_err(arrow_err)?).map_err(arrow_err)?;
+            }
+        }
+    }
+    eprintln!("{} rows", batches.iter().map(|b| b.num_rows()).sum::<usize>());
     Ok(())
 }
 

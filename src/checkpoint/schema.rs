@@ -71,38 +71,60 @@ pub fn writer_properties(metadata: Vec<(String, String)>) -> WriterProperties {
     builder.build()
 }
 
-/// Builds one Arrow batch from stored events, reading their archived fields in place.
+/// Builds one Arrow batch from stored events, reading their archived fields in place. Checkpoints build
+/// every column; SQL scans build only the columns a query reads (`projected`), so a query that never
+/// touches `payload` never copies it.
 pub struct BatchBuilder {
-    without_tenant: bool,
-    position: UInt64Builder,
-    id: FixedSizeBinaryBuilder,
-    tenant_id: StringDictionaryBuilder<Int32Type>,
-    entity_id: StringDictionaryBuilder<Int32Type>,
-    event_type: StringDictionaryBuilder<Int32Type>,
-    timestamp: TimestampMicrosecondBuilder,
-    version: UInt64Builder,
-    payload: StringBuilder,
-    metadata: StringBuilder,
+    /// The schema of the batches built: the checkpoint schema, less the columns left out.
+    schema: SchemaRef,
+    position: Option<UInt64Builder>,
+    id: Option<FixedSizeBinaryBuilder>,
+    tenant_id: Option<StringDictionaryBuilder<Int32Type>>,
+    entity_id: Option<StringDictionaryBuilder<Int32Type>>,
+    event_type: Option<StringDictionaryBuilder<Int32Type>>,
+    timestamp: Option<TimestampMicrosecondBuilder>,
+    version: Option<UInt64Builder>,
+    payload: Option<StringBuilder>,
+    metadata: Option<StringBuilder>,
+    rows: usize,
 }
 
 impl BatchBuilder {
     pub fn new(without_tenant: bool, rows: usize) -> BatchBuilder {
+        BatchBuilder::projected(without_tenant, rows, &[true; COLUMNS.len()])
+    }
+
+    /// A builder of the columns whose entry in `keep` (indexed like [`COLUMNS`]) is true, in file order.
+    pub fn projected(without_tenant: bool, rows: usize, keep: &[bool; COLUMNS.len()]) -> BatchBuilder {
+        let keep = |name: &str| {
+            let index = COLUMNS.iter().position(|c| *c == name).expect("a known column");
+            keep[index] && !(without_tenant && name == "tenant_id")
+        };
+        let full = schema(without_tenant);
+        let indexes: Vec<usize> = full.fields().iter().enumerate().filter(|(_, f)| keep(f.name())).map(|(i, _)| i).collect();
+        let schema = Arc::new(full.project(&indexes).expect("indexes of the schema"));
         BatchBuilder {
-            without_tenant,
-            position: UInt64Builder::with_capacity(rows),
-            id: FixedSizeBinaryBuilder::with_capacity(rows, 16),
-            tenant_id: StringDictionaryBuilder::new(),
-            entity_id: StringDictionaryBuilder::new(),
-            event_type: StringDictionaryBuilder::new(),
-            timestamp: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            version: UInt64Builder::with_capacity(rows),
-            payload: StringBuilder::with_capacity(rows, rows * 256),
-            metadata: StringBuilder::new(),
+            schema,
+            position: keep("position").then(|| UInt64Builder::with_capacity(rows)),
+            id: keep("id").then(|| FixedSizeBinaryBuilder::with_capacity(rows, 16)),
+            tenant_id: keep("tenant_id").then(StringDictionaryBuilder::new),
+            entity_id: keep("entity_id").then(StringDictionaryBuilder::new),
+            event_type: keep("event_type").then(StringDictionaryBuilder::new),
+            timestamp: keep("timestamp").then(|| TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC")),
+            version: keep("version").then(|| UInt64Builder::with_capacity(rows)),
+            payload: keep("payload").then(|| StringBuilder::with_capacity(rows, rows * 256)),
+            metadata: keep("metadata").then(StringBuilder::new),
+            rows: 0,
         }
     }
 
+    /// The schema of the batches this builder makes.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
     pub fn len(&self) -> usize {
-        self.position.len()
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
@@ -110,32 +132,58 @@ impl BatchBuilder {
     }
 
     pub fn push(&mut self, event: &StoredEvent) {
-        self.position.append_value(event.position());
-        self.id.append_value(event.archived().id).expect("ids are 16 bytes");
-        if !self.without_tenant {
-            self.tenant_id.append_value(event.tenant_id());
+        self.rows += 1;
+        if let Some(b) = &mut self.position {
+            b.append_value(event.position());
         }
-        self.entity_id.append_value(event.entity_id());
-        self.event_type.append_value(event.event_type());
-        self.timestamp.append_value(event.timestamp_us());
-        self.version.append_value(event.version());
-        self.payload.append_value(event.payload_json());
-        self.metadata.append_option(event.metadata_json());
+        if let Some(b) = &mut self.id {
+            b.append_value(event.archived().id).expect("ids are 16 bytes");
+        }
+        if let Some(b) = &mut self.tenant_id {
+            b.append_value(event.tenant_id());
+        }
+        if let Some(b) = &mut self.entity_id {
+            b.append_value(event.entity_id());
+        }
+        if let Some(b) = &mut self.event_type {
+            b.append_value(event.event_type());
+        }
+        if let Some(b) = &mut self.timestamp {
+            b.append_value(event.timestamp_us());
+        }
+        if let Some(b) = &mut self.version {
+            b.append_value(event.version());
+        }
+        if let Some(b) = &mut self.payload {
+            b.append_value(event.payload_json());
+        }
+        if let Some(b) = &mut self.metadata {
+            b.append_option(event.metadata_json());
+        }
     }
 
     /// The rows pushed so far as one batch; the builder is empty afterwards.
     pub fn finish(&mut self) -> RecordBatch {
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.position.finish()), Arc::new(self.id.finish())];
-        if !self.without_tenant {
-            columns.push(Arc::new(self.tenant_id.finish()));
+        fn done(b: &mut Option<impl ArrayBuilder>) -> Option<ArrayRef> {
+            b.as_mut().map(|b| b.finish())
         }
-        columns.push(Arc::new(self.entity_id.finish()));
-        columns.push(Arc::new(self.event_type.finish()));
-        columns.push(Arc::new(self.timestamp.finish()));
-        columns.push(Arc::new(self.version.finish()));
-        columns.push(Arc::new(self.payload.finish()));
-        columns.push(Arc::new(self.metadata.finish()));
-        RecordBatch::try_new(schema(self.without_tenant), columns).expect("columns match the schema")
+        let columns: Vec<ArrayRef> = [
+            done(&mut self.position),
+            done(&mut self.id),
+            done(&mut self.tenant_id),
+            done(&mut self.entity_id),
+            done(&mut self.event_type),
+            done(&mut self.timestamp),
+            done(&mut self.version),
+            done(&mut self.payload),
+            done(&mut self.metadata),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(self.rows));
+        self.rows = 0;
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options).expect("columns match the schema")
     }
 }
 

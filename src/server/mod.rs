@@ -10,6 +10,8 @@ mod metrics;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 mod routes;
+#[cfg(feature = "sql")]
+mod sql;
 mod stream;
 
 use std::cell::{Cell, RefCell};

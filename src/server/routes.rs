@@ -33,6 +33,8 @@ pub struct HttpOptions {
     /// `Host` names (or `host:port`) `/mcp` answers; rmcp refuses others (DNS-rebinding protection).
     #[cfg(feature = "mcp")]
     pub mcp_allowed_hosts: Vec<String>,
+    /// Limits of one query of `POST /api/v1/sql`.
+    pub sql: crate::config::SqlLimits,
 }
 
 impl Default for HttpOptions {
@@ -44,6 +46,7 @@ impl Default for HttpOptions {
             otlp: Default::default(),
             #[cfg(feature = "mcp")]
             mcp_allowed_hosts: super::mcp::LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect(),
+            sql: Default::default(),
         }
     }
 }
@@ -262,6 +265,14 @@ async fn route(
                 None => stream::Cursor::start(store.shard_count()),
             };
             Ok(stream::response(store.clone(), filter, cursor, stop.clone()))
+        }
+        ["api", "v1", "sql"] => {
+            allow(&Method::POST)?;
+            let tenant = params.tenant()?;
+            #[cfg(feature = "sql")]
+            return super::sql::answer(store, limits, request, tenant).await;
+            #[cfg(not(feature = "sql"))]
+            return Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", format!("this build has no SQL (feature `sql`); tenant {tenant:?}")));
         }
         ["api", "v1", "events", "query"] => {
             allow(&Method::GET)?;

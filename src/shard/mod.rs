@@ -13,7 +13,7 @@ mod txn;
 pub(crate) use actor::ShardContext;
 pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Reply, ShardMsg};
 pub use shared::{entity_key, EntityEntry, IdIndex, ShardLatency, ShardShared, ShardStats};
-pub use txn::{BatchState, CommitClock};
+pub use txn::{BatchState, CommitClock, OwnedSnapshot};
 
 use xxhash_rust::xxh3::Xxh3;
 

@@ -437,4 +437,32 @@ impl ShardShared {
         Some(events)
     }
 
+    /// Positions of a tenant's events of one type with timestamps in `lo_us..=hi_us`, at most `visible`,
+    /// in position order, read on the calling thread (SQL scans). `None` when the type's in-order keys
+    /// are not all of them (see `type_query`): the caller scans every position instead.
+    pub fn type_positions(&self, tenant_id: &str, event_type: &str, lo_us: i64, hi_us: i64, visible: u64) -> Option<Vec<u64>> {
+        let keys = match self.by_type.get(entity_key(tenant_id, event_type).as_str()) {
+            Some(keys) => keys.clone(),
+            None => return Some(Vec::new()),
+        };
+        if keys.has_late() {
+            return None;
+        }
+        if lo_us > hi_us {
+            return Some(Vec::new());
+        }
+        let mut positions: Vec<u64> =
+            in_order_run(&keys, &((lo_us, 0)..=(hi_us, u64::MAX))).map(|(_, p)| p).filter(|&p| p <= visible).collect();
+        positions.sort_unstable();
+        Some(positions)
+    }
+
+    /// An entity's positions up to `visible`, in version (and so position) order. Holds the entity map's
+    /// lock only to copy them.
+    pub fn entity_positions_upto(&self, tenant_id: &str, entity_id: &str, visible: u64) -> Vec<u64> {
+        let key = entity_key(tenant_id, entity_id);
+        let Some(entry) = self.by_entity.get(key.as_str()) else { return Vec::new() };
+        let end = entry.positions.partition_point(|&p| p <= visible);
+        entry.positions[..end].to_vec()
+    }
 }

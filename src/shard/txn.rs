@@ -37,7 +37,32 @@ impl Drop for Snapshot<'_> {
     }
 }
 
+/// A snapshot that outlives the borrow of its clock: a read that runs across tasks (an SQL scan's
+/// partitions). Held as long as the read runs, so parts committed meanwhile stay listed until it ends.
+pub struct OwnedSnapshot {
+    clock: Arc<CommitClock>,
+    pub seq: u64,
+}
+
+impl Drop for OwnedSnapshot {
+    fn drop(&mut self) {
+        self.clock.readers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for OwnedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedSnapshot").field("seq", &self.seq).finish()
+    }
+}
+
 impl CommitClock {
+    pub fn snapshot_owned(self: &Arc<Self>) -> OwnedSnapshot {
+        // As in `snapshot`: counted before `published` is read.
+        self.readers.fetch_add(1, Ordering::SeqCst);
+        OwnedSnapshot { clock: self.clone(), seq: self.published.load(Ordering::SeqCst) }
+    }
+
     pub fn snapshot(&self) -> Snapshot<'_> {
         // Counted before reading `published` (both SeqCst): a pruner that sees no reader knows every later
         // snapshot is at or past what it read of `published`.

@@ -1,0 +1,45 @@
+//! One query's DataFusion session: the tenant's `events` table and nothing else, the JSON functions,
+//! a memory pool of the query's limit (no spilling to disk), and only read-only plans.
+
+use std::sync::Arc;
+
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext, SQLOptions};
+
+use super::error::SqlError;
+use super::table::EventsTable;
+use crate::config::SqlLimits;
+use crate::Store;
+
+/// A fresh session per query, so a query sees its tenant's table only and its limits are its own.
+pub fn context(store: &Store, tenant_id: &str, limits: &SqlLimits) -> Result<SessionContext, SqlError> {
+    crate::event::validate_tenant(tenant_id).map_err(|e| SqlError::Tenant(e.reason))?;
+    let df = |e| SqlError::from_datafusion(e, limits);
+    let runtime = RuntimeEnvBuilder::new()
+        // Greedy: a query over its limit fails at once with ResourcesExhausted (nothing to spill to).
+        .with_memory_pool(Arc::new(GreedyMemoryPool::new(limits.memory_limit_bytes as usize)))
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .build_arc()
+        .map_err(df)?;
+    // One partition per shard; the side runtime has one worker, so more would only add repartitioning.
+    let config = SessionConfig::new().with_target_partitions(store.shard_count().max(1)).with_information_schema(false);
+    let mut state = SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
+    datafusion_functions_json::register_all(&mut state).map_err(df)?;
+    let ctx = SessionContext::new_with_state(state);
+    ctx.register_table("events", Arc::new(EventsTable::new(store.clone(), tenant_id))).map_err(df)?;
+    Ok(ctx)
+}
+
+/// Parses and plans `sql`, refusing anything but a query: DDL (CREATE [EXTERNAL] TABLE, VIEW, DROP),
+/// DML (INSERT, UPDATE, DELETE, COPY) and statements (SET, transactions). The session has no file
+/// tables or file-reading functions, so reads never leave the store.
+pub async fn plan(ctx: &SessionContext, sql: &str, limits: &SqlLimits) -> Result<LogicalPlan, SqlError> {
+    let plan = ctx.state().create_logical_plan(sql).await.map_err(|e| SqlError::from_datafusion(e, limits))?;
+    let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    read_only.verify_plan(&plan).map_err(|e| SqlError::ReadOnly(e.find_root().message().to_string()))?;
+    Ok(plan)
+}
