@@ -19,6 +19,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+SQL_BY_TYPE = "SELECT event_type, count(*) AS n, max(version) AS v FROM events GROUP BY event_type ORDER BY event_type"
 TOOLS = {"append_event", "append_events", "query_events", "get_event", "entity_state", "recent_events", "tenant_stats"}
 
 
@@ -71,6 +72,10 @@ async def session(client, tenant):
     out["recent_events"] = structured(await client.call_tool("recent_events", {"tenant_id": tenant, "limit": 2}))
     out["recent_memory"] = structured(await client.call_tool("recent_events", {"tenant_id": tenant, "event_type_prefix": "memory."}))
     out["tenant_stats"] = structured(await client.call_tool("tenant_stats", {"tenant_id": tenant}))
+    has_sql = "sql" in out["tools"]  # a build with the sql feature
+    if has_sql:
+        out["sql"] = structured(await client.call_tool("sql", {
+            "tenant_id": tenant, "query": SQL_BY_TYPE}))
 
     resources = (await client.list_resources()).resources
     out["resources"] = sorted(str(r.uri) for r in resources)
@@ -93,6 +98,10 @@ async def session(client, tenant):
         "zero_limit": await bad(client, "recent_events", {"tenant_id": tenant, "limit": 0}),
         "other_tenant": await bad(client, "tenant_stats", {"tenant_id": "someone-else"}) if "--keyed" in sys.argv else None,
         "unknown_tool": await bad(client, "drop_everything", {}),
+        "bad_sql": await bad(client, "sql", {"tenant_id": tenant, "query": "SELEC 1"}) if has_sql else None,
+        "write_sql": await bad(client, "sql", {"tenant_id": tenant, "query": "DROP TABLE events"}) if has_sql else None,
+        "sql_other_tenant": await bad(client, "sql", {"tenant_id": "someone-else", "query": "SELECT 1"})
+        if has_sql and "--keyed" in sys.argv else None,
     }
     # The server still answers after the errors.
     out["after_errors"] = structured(await client.call_tool("tenant_stats", {"tenant_id": tenant}))

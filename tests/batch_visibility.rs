@@ -1,7 +1,7 @@
 //! A batch that spans shards is seen wholly or not at all, on every read route, while it is written:
 //! writers append cross-shard batches (each with its own event type, and its own tenant for the counts),
 //! and readers count each batch's members by type, by type prefix, in tenant stats, by id and in entity
-//! state. Every count is 0 or the whole batch.
+//! state, and through SQL. Every count is 0 or the whole batch.
 
 mod common;
 
@@ -20,6 +20,19 @@ fn batch(writer: u64, n: u64) -> Vec<NewEvent> {
                 .with_tenant(format!("w{writer}-b{n}"))
         })
         .collect()
+}
+
+/// `SELECT count(*)` over the tenant's events through the SQL engine (on its side runtime).
+#[cfg(feature = "sql")]
+fn sql_count(store: &tidelog::Store, tenant: &str) -> u64 {
+    use arrow::array::AsArray;
+    let limits = tidelog::sql::SqlLimits::default();
+    let task = tidelog::sql::QueryTask::spawn({
+        let (store, tenant) = (store.clone(), tenant.to_string());
+        async move { tidelog::sql::collect(&store, &tenant, "SELECT count(*) AS n FROM events", &limits, 10).await }
+    });
+    let (_, batches) = common::block_on(task).unwrap().unwrap();
+    batches[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0) as u64
 }
 
 #[test]
@@ -53,7 +66,7 @@ fn readers_see_cross_shard_batches_wholly_or_not_at_all() {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let recent: Vec<(u64, u64)> = written.lock().unwrap().iter().rev().take(8).copied().collect();
-                    for (w, n) in recent {
+                    for &(w, n) in &recent {
                         let tenant = format!("w{w}-b{n}");
                         let by_type = common::block_on(store.query(&Query::tenant(&tenant).event_type(format!("t{w}-{n}")).limit(1000)))
                             .unwrap()
@@ -71,6 +84,16 @@ fn readers_see_cross_shard_batches_wholly_or_not_at_all() {
                             }
                         }
                         reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // SQL reads every shard at one snapshot of the commit order (one query per round: it
+                    // scans the shard, not an index).
+                    #[cfg(feature = "sql")]
+                    if let Some(&(w, n)) = recent.first() {
+                        let count = sql_count(&store, &format!("w{w}-b{n}"));
+                        if count != 0 && count != MEMBERS {
+                            torn.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("reader {r}: sql saw {count} of batch w{w}-b{n}");
+                        }
                     }
                     // By id and entity state: a batch whose ack came back is whole.
                     let last = ids.lock().unwrap().last().cloned();

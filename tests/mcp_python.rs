@@ -37,6 +37,25 @@ fn api(addr: SocketAddr, path: &str, token: Option<&str>) -> Value {
     serde_json::from_str(body).unwrap()
 }
 
+/// POST of a JSON body with an optional bearer token; the JSON answer.
+#[cfg(feature = "sql")]
+fn api_post(addr: SocketAddr, path: &str, body: &Value, token: Option<&str>) -> Value {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "POST {path}: {head}\n{body}");
+    serde_json::from_str(body).unwrap()
+}
+
 /// What the client saw, against the HTTP API on the same store.
 fn check(out: &Value, addr: SocketAddr, tenant: &str, token: Option<&str>) {
     let tools = out["tools"].as_object().unwrap();
@@ -101,6 +120,16 @@ fn check(out: &Value, addr: SocketAddr, tenant: &str, token: Option<&str>) {
             }
         }
     }
+    #[cfg(feature = "sql")]
+    {
+        assert_eq!(tools["sql"]["type"], "object");
+        let query = "SELECT event_type, count(*) AS n, max(version) AS v FROM events GROUP BY event_type ORDER BY event_type";
+        let answer = api_post(addr, &format!("/api/v1/sql?{t}"), &json!({ "query": query }), token);
+        assert_eq!(out["sql"], answer, "the sql tool answers as POST /api/v1/sql");
+        assert_eq!(answer["row_count"], 3);
+        assert!(message("bad_sql").to_lowercase().contains("sql"), "{}", message("bad_sql"));
+        assert!(message("write_sql").contains("read-only"), "{}", message("write_sql"));
+    }
     eprintln!("MCP errors seen: {}", serde_json::to_string_pretty(errors).unwrap());
 }
 
@@ -132,6 +161,8 @@ fn streamable_http_under_api_keys_acts_on_the_token_tenant() {
     let out = run_client(&["http", &format!("{}/mcp", server.url()), "acme", token, "--keyed"]);
     check(&out, server.addr, "acme", Some(token));
     assert!(out["errors"]["other_tenant"]["message"].as_str().unwrap().contains("not the token's tenant"));
+    #[cfg(feature = "sql")]
+    assert!(out["errors"]["sql_other_tenant"]["message"].as_str().unwrap().contains("not the token's tenant"));
     // No token: refused before MCP sees the request.
     let r = common::http::request(server.addr, "POST", "/mcp", Some("application/json"), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
     assert_eq!(r.status, 401);

@@ -72,6 +72,8 @@ pub trait Connection {
     fn insert_all(&mut self, rows: &[Row]) -> Result<(), Error>;
     /// Runs `op` and reads every column of every row it returns.
     fn select(&mut self, op: Op, params: &[Param]) -> Result<Vec<Row>, Error>;
+    /// Runs one analytic query (SQL text, no parameters), reads every row, and returns how many.
+    fn analytic(&mut self, sql: &str) -> Result<usize, Error>;
 }
 
 /// A database that hands out connections (one per thread).

@@ -118,4 +118,14 @@ impl Connection for StoolapConnection {
         }
         Ok(out)
     }
+
+    fn analytic(&mut self, sql: &str) -> Result<usize, Error> {
+        let err = |e| peer_error(&self.name, "analytic query", e);
+        let mut count = 0;
+        for row in self.db.query(sql, ()).map_err(err)? {
+            std::hint::black_box(row.map_err(err)?);
+            count += 1;
+        }
+        Ok(count)
+    }
 }

@@ -1,6 +1,8 @@
 //! The workloads of issue #5, one file each, and what they share: a fresh store per setup, and a load
 //! through `crate::loadgen` that reports its fdatasyncs and can keep the acknowledgements.
 
+#[cfg(feature = "sql")]
+pub mod analytics;
 pub mod batch;
 pub mod durable;
 pub mod http;

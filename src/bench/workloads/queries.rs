@@ -74,6 +74,9 @@ pub struct QueryData {
     /// Sorted by sequence number: `acks[seq]`.
     pub acks: Vec<AckInfo>,
     pub cases: Vec<Case>,
+    /// The SQL analytics questions asked of the same events (feature `sql`).
+    #[cfg(feature = "sql")]
+    pub analytics: super::analytics::AnalyticsData,
 }
 
 pub fn run(ctx: &Ctx, report: &mut Report) -> Result<QueryData, Error> {
@@ -85,15 +88,30 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<QueryData, Error> {
     loaded.acks.sort_by_key(|a| a.seq);
     let cases = draw_cases(&spec, &loaded.acks, ctx.scaled(20_000, 200) as usize);
     let rows = run_ops("tidelog", &cases, |op, case| tidelog_op(&store, &loaded.acks, op, case));
-    store.close()?;
-    ctx.remove(&dir);
-    let rows = rows?;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            let _ = store.close();
+            return Err(e);
+        }
+    };
     table::print_latency(
         &format!("4. queries, 2 shards, {entities} entities x {EVENTS_PER_ENTITY} events (calling thread)"),
         &rows,
     );
     report.latency.extend(rows);
-    Ok(QueryData { spec, acks: loaded.acks, cases })
+    // SQL analytics on the same store and events, before the appends they add (which the peers do not have).
+    #[cfg(feature = "sql")]
+    let analytics = super::analytics::run(ctx, report, &store, &spec, &loaded.acks);
+    store.close()?;
+    ctx.remove(&dir);
+    Ok(QueryData {
+        spec,
+        acks: loaded.acks,
+        cases,
+        #[cfg(feature = "sql")]
+        analytics: analytics?,
+    })
 }
 
 fn tidelog_op(store: &Store, acks: &[AckInfo], op: Op, case: &Case) -> Result<usize, Error> {

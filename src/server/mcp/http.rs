@@ -38,7 +38,9 @@ impl McpHttp {
             .with_json_response(true)
             .with_sse_keep_alive(None)
             .with_max_request_body_bytes(options.max_body_bytes);
-        let service = StreamableHttpService::new(move || Ok(TidelogMcp::new(store.clone())), Default::default(), config);
+        let sql_limits = options.sql;
+        let service =
+            StreamableHttpService::new(move || Ok(TidelogMcp::new(store.clone()).with_sql_limits(sql_limits)), Default::default(), config);
         McpHttp { service }
     }
 

@@ -99,16 +99,38 @@ pub struct TenantArgs {
     pub tenant_id: Option<String>,
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlArgs {
+    pub tenant_id: Option<String>,
+    /// One read-only statement over the table `events` (position, id, tenant_id, entity_id, event_type,
+    /// timestamp, version, payload, metadata), e.g. "SELECT event_type, count(*) FROM events GROUP BY 1".
+    /// JSON functions: json_get_str(payload, 'key'), json_get_float(...), payload->>'key'.
+    pub query: String,
+}
+
 /// The MCP server: one per session (HTTP) or process (stdio), all over the same store.
 #[derive(Clone)]
 pub struct TidelogMcp {
     store: Store,
+    /// Limits of the `sql` tool's queries (those of `POST /api/v1/sql` on a server).
+    #[cfg_attr(not(feature = "sql"), allow(dead_code))]
+    sql_limits: crate::config::SqlLimits,
     tool_router: ToolRouter<TidelogMcp>,
 }
 
 impl TidelogMcp {
     pub fn new(store: Store) -> TidelogMcp {
-        TidelogMcp { store, tool_router: Self::tool_router() }
+        #[cfg(feature = "sql")]
+        let tool_router = Self::tool_router() + Self::sql_router();
+        #[cfg(not(feature = "sql"))]
+        let tool_router = Self::tool_router();
+        TidelogMcp { store, sql_limits: Default::default(), tool_router }
+    }
+
+    pub fn with_sql_limits(mut self, limits: crate::config::SqlLimits) -> TidelogMcp {
+        self.sql_limits = limits;
+        self
     }
 }
 
@@ -217,6 +239,22 @@ impl TidelogMcp {
         let tenant = api::resolve_tenant(args.tenant_id.as_deref(), &token_tenant(&ctx)).map_err(mcp_error)?;
         let stats = self.store.tenant_stats(&tenant).await.map_err(store_error)?;
         ok(api::stats_json(&tenant, &stats))
+    }
+}
+
+#[cfg(feature = "sql")]
+#[tool_router(router = sql_router)]
+impl TidelogMcp {
+    #[tool(description = "Run one read-only SQL query over the tenant's events (table `events`) and return {columns, rows, row_count}, as POST /api/v1/sql does. Same limits (memory, timeout, rows).")]
+    async fn sql(&self, Parameters(args): Parameters<SqlArgs>, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
+        let tenant = api::resolve_tenant(args.tenant_id.as_deref(), &token_tenant(&ctx)).map_err(mcp_error)?;
+        let limits = self.sql_limits;
+        // rmcp runs the tools on the side runtime, where the query's operators run too.
+        let (schema, batches) = crate::sql::collect(&self.store, &tenant, &args.query, &limits, limits.max_json_rows)
+            .await
+            .map_err(|e| mcp_error(e.into()))?;
+        let answer = crate::sql::output::answer_json(&schema, &batches).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        ok(answer)
     }
 }
 
