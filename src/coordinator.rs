@@ -143,7 +143,9 @@ impl Store {
                 let _ = report_tx.send(r);
             };
             let fault_plan = config.fault_plan.clone();
-            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()])).name(&format!("tidelog-shard-{k}"));
+            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()]))
+                .name(&format!("tidelog-shard-{k}"))
+                .preempt_timer(crate::shard::PREEMPT_TIMER);
             if config.spin_before_park_us > 0 {
                 builder = builder.spin_before_park(std::time::Duration::from_micros(config.spin_before_park_us.into()));
             }
