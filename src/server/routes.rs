@@ -264,8 +264,8 @@ async fn route(
                 None => None,
             };
             let cursor = match resume {
-                Some(text) => stream::Cursor::parse(text, store.shard_count())?,
-                None => stream::Cursor::start(store.shard_count()),
+                Some(text) => stream::Cursor::parse(text, store.epochs(), store.shard_count())?,
+                None => stream::Cursor::start(store.shard_count(), store.epochs().current()),
             };
             Ok(stream::response(store.clone(), filter, cursor, stop.clone()))
         }

@@ -1,7 +1,8 @@
 //! `GET /api/v1/events/stream`: Server-Sent Events. First the stored events that match (catch-up), then
-//! live ones. Each event's `id:` is a cursor (the last position delivered per shard); a client that
-//! reconnects with `Last-Event-ID` resumes exactly after it: positions only grow within a shard, so
-//! nothing is skipped or repeated.
+//! live ones. Each event's `id:` is a cursor (the last position delivered per shard, and the store's
+//! epoch); a client that reconnects with `Last-Event-ID` resumes exactly after it: positions only grow
+//! within a shard, so nothing is skipped or repeated, and across a power loss that gave positions back
+//! the epoch says where to resume (`docs/CURSORS.md`).
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -18,6 +19,7 @@ use hyper::Response;
 
 use super::routes::{ApiError, Body};
 use super::Stop;
+use crate::epoch::Epochs;
 use crate::Store;
 
 /// Events of one shard a stream sends in one slice, at most.
@@ -35,29 +37,51 @@ pub const STREAM_QUEUE_LATENCY: Duration = Duration::from_millis(1);
 const STREAM_QUEUE_SHARES: usize = 100;
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
-/// Per-shard positions already delivered.
+/// Per-shard positions already delivered, in the numbering of this open's epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     positions: Vec<u64>,
+    /// The epoch the positions belong to (see `docs/CURSORS.md`).
+    epoch: u64,
 }
 
 impl Cursor {
-    pub fn start(shards: usize) -> Cursor {
-        Cursor { positions: vec![0; shards] }
+    pub fn start(shards: usize, epoch: u64) -> Cursor {
+        Cursor { positions: vec![0; shards], epoch }
     }
 
-    pub fn parse(text: &str, shards: usize) -> Result<Cursor, ApiError> {
+    /// Reads a `Last-Event-ID`: `c-<p0>-…-<pN-1>-e<epoch>`, or without the epoch (cursors handed out
+    /// before epochs existed, taken as older than every recorded epoch), and translates it to the
+    /// current epoch: on a shard where a later epoch began below the cursor's position (a power loss
+    /// took acknowledged events back and their positions went to new events), it resumes just before
+    /// that epoch's first position, so no new event is skipped.
+    pub fn parse(text: &str, epochs: &Epochs, shards: usize) -> Result<Cursor, ApiError> {
         let bad = || ApiError::bad_request(format!("Last-Event-ID {text:?} is not a cursor of this store"));
-        let positions: Vec<u64> = text
-            .strip_prefix("c-")
-            .ok_or_else(bad)?
-            .split('-')
-            .map(|p| p.parse().map_err(|_| bad()))
-            .collect::<Result<_, _>>()?;
+        let mut parts: Vec<&str> = text.strip_prefix("c-").ok_or_else(bad)?.split('-').collect();
+        let epoch = match parts.last().and_then(|last| last.strip_prefix('e')) {
+            Some(epoch) => {
+                let epoch = epoch.parse().map_err(|_| bad())?;
+                parts.pop();
+                epoch
+            }
+            None => 0,
+        };
+        let positions: Vec<u64> = parts.iter().map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
         if positions.len() != shards {
             return Err(bad());
         }
-        Ok(Cursor { positions })
+        let positions = positions
+            .iter()
+            .enumerate()
+            .map(|(shard, &p)| epochs.resume_position(epoch, shard, p))
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "Last-Event-ID {text:?} names epoch {}, but this store is at epoch {}",
+                    e.epoch, e.current
+                ))
+            })?;
+        Ok(Cursor { positions, epoch: epochs.current() })
     }
 
     pub fn encode(&self) -> String {
@@ -66,6 +90,8 @@ impl Cursor {
             text.push('-');
             text.push_str(&p.to_string());
         }
+        text.push_str("-e");
+        text.push_str(&self.epoch.to_string());
         text
     }
 }
