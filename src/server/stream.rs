@@ -25,7 +25,7 @@ use crate::Store;
 /// Events of one shard a stream sends in one slice, at most.
 const PAGE_EVENTS: usize = 512;
 /// Positions of one shard a stream reads in one slice, at most (with an entity filter, positions of that
-/// entity). About 0.1 ms of work on a 2020s core; a stream yields its executor before each slice.
+/// entity). A stream yields its executor before each slice (docs/CURSORS.md).
 pub const CATCH_UP_SLICE_POSITIONS: u64 = 4096;
 /// Streams run in their own task queue on each shard executor, with this latency goal: while streams
 /// have work, the executor stops running them at least this often to reap I/O completions and wake
