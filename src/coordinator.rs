@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::checkpoint::Manifest;
 use crate::config::StoreConfig;
 use crate::error::Error;
+use crate::epoch::{self, Epochs};
 use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
 use crate::meta::{self, DirLock};
 use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult, TenantStats, TypeFilter};
@@ -84,6 +85,8 @@ struct Inner {
     /// opens (see `docs/FORMAT.md`).
     txn_epoch: u64,
     clock: Arc<CommitClock>,
+    /// This open's epoch and the earlier ones (stream cursors).
+    epochs: Epochs,
     /// Held until the shards have stopped; released by close, so the directory can be reopened.
     lock: Mutex<Option<DirLock>>,
 }
@@ -143,7 +146,9 @@ impl Store {
                 let _ = report_tx.send(r);
             };
             let fault_plan = config.fault_plan.clone();
-            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()])).name(&format!("tidelog-shard-{k}"));
+            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()]))
+                .name(&format!("tidelog-shard-{k}"))
+                .preempt_timer(crate::shard::PREEMPT_TIMER);
             if config.spin_before_park_us > 0 {
                 builder = builder.spin_before_park(std::time::Duration::from_micros(config.spin_before_park_us.into()));
             }
@@ -173,8 +178,20 @@ impl Store {
                 Err(_) => failure = failure.or(Some(Error::Closed)),
             }
         }
+        // A new epoch, durable before the store takes an append: stream cursors name it (src/epoch.rs).
+        let epochs = match failure {
+            None => {
+                let last_positions: Vec<u64> = recovery.iter().map(|r| r.last_position).collect();
+                epoch::begin(&config.data_dir, &last_positions).unwrap_or_else(|e| {
+                    failure = Some(e);
+                    Epochs::none(meta.shards)
+                })
+            }
+            Some(_) => Epochs::none(meta.shards),
+        };
         let store = Store {
             inner: Arc::new(Inner {
+                epochs,
                 config,
                 shards,
                 executors: Mutex::new(executors),
@@ -194,6 +211,12 @@ impl Store {
             }
             None => Ok(store),
         }
+    }
+
+    /// The epochs of the data directory, this open's last: a stream cursor names one, so positions a
+    /// power loss gave back never make a resumed stream skip events (`docs/CURSORS.md`).
+    pub fn epochs(&self) -> &Epochs {
+        &self.inner.epochs
     }
 
     /// What recovery found in each shard when the store was opened.

@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod coordinator;
 pub mod durable;
+pub mod epoch;
 pub mod error;
 pub mod event;
 pub mod loadgen;

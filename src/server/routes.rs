@@ -259,10 +259,13 @@ async fn route(
                 entity_id: params.get("entity_id").map(str::to_string),
                 event_type_prefix: params.get("event_type_prefix").map(str::to_string),
             };
-            let resume = request.headers().get("last-event-id").and_then(|v| v.to_str().ok());
+            let resume = match request.headers().get("last-event-id") {
+                Some(value) => Some(value.to_str().map_err(|_| ApiError::bad_request("Last-Event-ID is not visible ASCII"))?),
+                None => None,
+            };
             let cursor = match resume {
-                Some(text) => stream::Cursor::parse(text, store.shard_count())?,
-                None => stream::Cursor::start(store.shard_count()),
+                Some(text) => stream::Cursor::parse(text, store.epochs(), store.shard_count())?,
+                None => stream::Cursor::start(store.shard_count(), store.epochs().current()),
             };
             Ok(stream::response(store.clone(), filter, cursor, stop.clone()))
         }

@@ -12,7 +12,7 @@ mod txn;
 
 pub(crate) use actor::ShardContext;
 pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Reply, ShardMsg};
-pub use shared::{entity_key, EntityEntry, IdIndex, ShardLatency, ShardShared, ShardStats};
+pub use shared::{entity_key, ScanSlice, EntityEntry, IdIndex, ShardLatency, ShardShared, ShardStats};
 pub use txn::{BatchState, CommitClock, OwnedSnapshot};
 
 use xxhash_rust::xxh3::Xxh3;
@@ -44,3 +44,9 @@ mod tests {
         });
     }
 }
+
+/// How long a shard executor runs tasks before it reaps I/O completions and wakes from other threads
+/// (glommio's preemption timer; its default is 100 ms). A task queue that asks for a lower latency
+/// (`server::stream`) lowers it while it has work, but only from the next time the executor reaps: this
+/// bounds that first stretch. Long work on a shard yields in slices far shorter than this (docs/CURSORS.md).
+pub const PREEMPT_TIMER: std::time::Duration = std::time::Duration::from_millis(10);

@@ -115,6 +115,16 @@ pub struct ShardShared {
     pub stats: ShardStats,
 }
 
+/// What one call of [`ShardShared::scan_after`] found.
+#[derive(Debug, Default)]
+pub struct ScanSlice {
+    pub events: Vec<StoredEvent>,
+    /// The last position the slice looked at (or the position it started after): resume after it.
+    pub scanned_to: u64,
+    /// Whether it looked as far as the reader may see now.
+    pub reached_end: bool,
+}
+
 /// The store's id index: id -> (shard, position).
 pub type IdIndex = DashMap<Uuid, (u32, u64), RandomState>;
 
@@ -188,17 +198,21 @@ impl ShardShared {
         &self.published
     }
 
-    /// Visible events of `tenant_id` after position `after`, in position order, at most `max`, that pass
-    /// `filter`; and the position up to which it looked (a reader resumes after it). With an entity, only
-    /// that entity's positions are read.
+    /// One slice of a reader's walk forward from position `after`: the visible events of `tenant_id` after
+    /// it, in position order, that pass `filter`, reading at most `max_positions` positions (with an
+    /// entity, at most that many of the entity's positions) and returning at most `max_events`. The work
+    /// is bounded whatever the store's size, so a caller on a shard's executor can yield between slices
+    /// (see `server::stream`). The slice says how far it looked (a reader resumes after it) and whether
+    /// that was the end of what is visible.
     pub fn scan_after(
         &self,
         tenant_id: &str,
         entity_id: Option<&str>,
         after: u64,
-        max: usize,
+        max_events: usize,
+        max_positions: u64,
         filter: impl Fn(&StoredEvent) -> bool,
-    ) -> (Vec<StoredEvent>, u64) {
+    ) -> ScanSlice {
         let at = self.clock.snapshot();
         // A reader resumes after what it looked at: it must not look past a part it cannot see yet, or it
         // would never come back for it.
@@ -206,23 +220,43 @@ impl ShardShared {
             Some(hidden) => (hidden - 1).min(self.visible_position()),
             None => self.visible_position(),
         };
-        let positions: Box<dyn Iterator<Item = u64>> = match entity_id {
-            Some(entity) => Box::new(
-                self.entity_positions(tenant_id, entity, at.seq).0.into_iter().filter(move |&p| p > after && p <= visible),
-            ),
-            None => Box::new(after + 1..=visible),
+        let max_positions = max_positions.max(1);
+        let (positions, last_looked): (Box<dyn Iterator<Item = u64>>, u64) = match entity_id {
+            Some(entity) => {
+                let positions = self.entity_positions_between(tenant_id, entity, after, visible, max_positions as usize);
+                // Fewer than asked for: the entity has no more positions up to `visible`.
+                let last = match positions.last() {
+                    Some(&last) if positions.len() as u64 == max_positions => last,
+                    _ => visible.max(after),
+                };
+                (Box::new(positions.into_iter()), last)
+            }
+            None => {
+                let last = visible.min(after.saturating_add(max_positions)).max(after);
+                (Box::new(after + 1..=last), last)
+            }
         };
-        let mut found = Vec::new();
+        let mut events = Vec::new();
         for position in positions {
             let Some(event) = self.get_any(position) else { continue };
             if event.tenant_id() == tenant_id && filter(&event) {
-                found.push(event);
-                if found.len() == max {
-                    return (found, position);
+                events.push(event);
+                if events.len() == max_events {
+                    return ScanSlice { events, scanned_to: position, reached_end: position >= visible };
                 }
             }
         }
-        (found, visible.max(after))
+        ScanSlice { events, scanned_to: last_looked, reached_end: last_looked >= visible }
+    }
+
+    /// An entity's positions in `after + 1..=visible`, at most `max`, in order. Holds the entity map's
+    /// lock only to copy them.
+    fn entity_positions_between(&self, tenant_id: &str, entity_id: &str, after: u64, visible: u64, max: usize) -> Vec<u64> {
+        let key = entity_key(tenant_id, entity_id);
+        let Some(entry) = self.by_entity.get(key.as_str()) else { return Vec::new() };
+        let start = entry.positions.partition_point(|&p| p <= after);
+        let end = entry.positions.partition_point(|&p| p <= visible).max(start);
+        entry.positions[start..end.min(start.saturating_add(max))].to_vec()
     }
 
     /// Why the shard stopped accepting writes, if it did.
