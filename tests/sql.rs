@@ -352,7 +352,7 @@ fn http_route_shapes_auth_and_cancellation() {
     std::fs::write(&keys, json!({"token-of-acme-0123456789": "acme", "token-of-other-012345678": "other"}).to_string()).unwrap();
     let api_keys = Some(std::sync::Arc::new(ApiKeys::load(&keys).unwrap()));
     let limits = SqlLimits { memory_limit_bytes: 256 << 10, timeout_ms: 20_000, max_json_rows: 1000 };
-    let options = HttpOptions { max_body_bytes: 1 << 20, api_keys, sql: limits };
+    let options = HttpOptions { max_body_bytes: 1 << 20, api_keys, sql: limits, ..HttpOptions::default() };
     let server = Server::start(&store, ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits: options }).unwrap();
     let addr = server.local_addr();
     let acme = [("Authorization", "Bearer token-of-acme-0123456789")];
