@@ -398,8 +398,12 @@ async fn truncate_after<F: WalFile>(
     if let Some(last) = data[end as usize..].iter().rposition(|&b| b != 0) {
         report.bytes_truncated += last as u64 + 1;
         file.zero_range(end, size_bytes - end).await.map_err(WalError::io("zero range", &path))?;
-        file.fdatasync().await.map_err(WalError::io("fdatasync", &path))?;
     }
+    // Always: after a SIGKILL the records read may sit in the page cache only, and the shard counts
+    // everything recovered as durable (checkpoints may cover it at once). A cross-shard batch is kept
+    // because every participant has its part; each participant syncs before any shard serves, so a later
+    // power cut cannot take one part of a kept batch while a checkpoint holds another.
+    file.fdatasync().await.map_err(WalError::io("fdatasync", &path))?;
     Ok(OpenSegment { file, path, end_offset: end, size_bytes })
 }
 
