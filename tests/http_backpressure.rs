@@ -23,7 +23,7 @@ fn full_inboxes_answer_503_and_the_server_keeps_answering() {
     // Two messages fill an inbox: every burst of requests from the other shard's handlers fills it.
     config.queue_capacity = 2;
     let store = Store::open(config).expect("open");
-    let limits = HttpOptions { max_body_bytes: 1 << 20, api_keys: None };
+    let limits = HttpOptions { max_body_bytes: 1 << 20, api_keys: None, ..HttpOptions::default() };
     let server = Server::start(&store, ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), limits }).expect("server");
     let addr = server.local_addr();
 
