@@ -18,12 +18,12 @@ use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
 use crate::meta::{self, DirLock};
 use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult, TenantStats, TypeFilter};
 use crate::shard::{
-    append_local, run_shard, shard_for, BatchState, CommitClock, IdIndex, LocalTaskFactory, Reply, ShardContext, ShardMsg,
+    append_local, decide, run_shard, shard_for, BatchState, Decisions, Opening, CommitClock, IdIndex, LocalTaskFactory, Reply, ShardContext, ShardMsg,
     ShardShared,
 };
 use crate::wal::fault::FaultyStorage;
 use crate::wal::io::FileStorage;
-use crate::wal::RecoveryReport;
+use crate::wal::{BatchDecision, RecoveryReport};
 
 /// What an append returns for each event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,8 @@ struct Inner {
     shards: Vec<ShardHandle>,
     executors: Mutex<Vec<ExecutorJoinHandle<()>>>,
     recovery: Vec<RecoveryReport>,
+    /// What recovery decided about each cross-shard batch found in a WAL at open, by batch id.
+    batch_decisions: Vec<BatchDecision>,
     closed: AtomicBool,
     /// Sends to the shards under way (see [`Sending`]). Close and halt wait for them after setting
     /// `closed`, so no message lands in an inbox behind the stop message: nothing would ever answer it,
@@ -141,10 +143,10 @@ impl Store {
                 inbox: inbox_rx,
                 control: control_rx,
             };
-            let (report_tx, report_rx) = oneshot::channel();
-            let on_recovered = move |r: Result<RecoveryReport, Error>| {
-                let _ = report_tx.send(r);
-            };
+            let (scanned, scan_rx) = oneshot::channel();
+            let (decide_tx, decisions) = oneshot::channel();
+            let (recovered_tx, report_rx) = oneshot::channel();
+            let opening = Opening { scanned, decisions, recovered: recovered_tx };
             let fault_plan = config.fault_plan.clone();
             let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()]))
                 .name(&format!("tidelog-shard-{k}"))
@@ -155,8 +157,8 @@ impl Store {
             let spawned = builder
                 .spawn(move || async move {
                     match fault_plan {
-                        Some(plan) => run_shard(FaultyStorage { plan }, ctx, on_recovered).await,
-                        None => run_shard(FileStorage, ctx, on_recovered).await,
+                        Some(plan) => run_shard(FaultyStorage { plan }, ctx, opening).await,
+                        None => run_shard(FileStorage, ctx, opening).await,
                     }
                 });
             match spawned {
@@ -167,11 +169,30 @@ impl Store {
                 }
             }
             shards.push(ShardHandle { inbox, control, shared });
-            recovered.push(report_rx);
+            recovered.push((scan_rx, decide_tx, report_rx));
         }
-        // Shards recover in parallel, each on its own core; collect every answer before deciding.
+        // Shards recover in parallel, each on its own core. Phase one: every shard reads its checkpoints
+        // and WAL and reports the cross-shard parts it found; the batches are decided from all of them.
+        let mut scans = Vec::with_capacity(meta.shards);
+        for (scan, _, _) in &mut recovered {
+            match futures_lite::future::block_on(scan) {
+                Ok(Ok(scan)) => scans.push(scan),
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => failure = failure.or(Some(Error::Closed)),
+            }
+        }
+        let decisions = Arc::new(if failure.is_none() { decide(&scans) } else { Decisions::default() });
+        // Phase two: each shard loads its WAL without the dropped parts (if every shard could scan: a
+        // shard that gets no decisions stops).
         let mut recovery = Vec::with_capacity(meta.shards);
-        for report in recovered {
+        let mut reports = Vec::with_capacity(meta.shards);
+        for (_, decide_tx, report) in recovered {
+            if failure.is_none() {
+                let _ = decide_tx.send(decisions.clone());
+            }
+            reports.push(report);
+        }
+        for report in reports {
             match futures_lite::future::block_on(report) {
                 Ok(Ok(report)) => recovery.push(report),
                 Ok(Err(e)) => failure = failure.or(Some(e)),
@@ -196,6 +217,11 @@ impl Store {
                 shards,
                 executors: Mutex::new(executors),
                 recovery,
+                batch_decisions: {
+                    let mut all: Vec<BatchDecision> = decisions.values().cloned().collect();
+                    all.sort_by_key(|d| d.batch);
+                    all
+                },
                 closed: AtomicBool::new(false),
                 sending: AtomicUsize::new(0),
                 next_txn: AtomicU64::new(1),
@@ -222,6 +248,12 @@ impl Store {
     /// What recovery found in each shard when the store was opened.
     pub fn recovery_reports(&self) -> &[RecoveryReport] {
         &self.inner.recovery
+    }
+
+    /// What recovery decided, at open, about each cross-shard batch it found in a WAL (each shard's
+    /// report lists the ones with a part on it), in batch id order.
+    pub fn batch_decisions(&self) -> &[BatchDecision] {
+        &self.inner.batch_decisions
     }
 
     pub fn shard_count(&self) -> usize {
@@ -392,9 +424,15 @@ impl Store {
             guard.shards.push(shard);
             votes.push(rx);
         }
-        for vote in votes {
-            vote.await.map_err(|_| Error::Closed)??;
+        let mut writers = Vec::new();
+        for (vote, &shard) in votes.into_iter().zip(&guard.shards) {
+            if vote.await.map_err(|_| Error::Closed)?? > 0 {
+                writers.push(shard as u32);
+            }
         }
+        // The parts' WAL headers name only the shards that write events: a part that only repeats stored
+        // events writes nothing, so recovery must not wait for it.
+        batch.set_writers(writers);
         // Every shard agreed. The commits go out with no await between them (and on the control channels,
         // which never wait), so a caller that gives up now cannot leave the batch committed on some only.
         let mut replies = Vec::new();

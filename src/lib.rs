@@ -42,4 +42,4 @@ pub use error::Error;
 pub use producer::{AckFuture, Producer};
 pub use event::{NewEvent, StoredEvent, DEFAULT_TENANT};
 pub use query::{EntityState, Order, Query, QueryResult, TenantStats, TypeFilter};
-pub use wal::{FsyncMode, MidLogCorruption, RecoveryReport};
+pub use wal::{BatchDecision, BatchOutcome, FsyncMode, MidLogCorruption, RecoveryReport};

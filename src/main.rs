@@ -86,7 +86,10 @@ impl StoreArgs {
         });
         let store = Store::open(config)?;
         for report in store.recovery_reports() {
-            let damage = report.records_skipped > 0 || report.bytes_truncated > 0 || report.corrupt_bytes_skipped > 0;
+            let damage = report.records_skipped > 0
+                || report.bytes_truncated > 0
+                || report.corrupt_bytes_skipped > 0
+                || report.batch_parts_dropped > 0;
             if damage || !report.checkpoints.set_aside.is_empty() || report.checkpoints.events_lost > 0 {
                 eprintln!("recovery: {report}");
             }
@@ -445,6 +448,9 @@ fn run(cli: Cli) -> Result<(), String> {
             for report in store.recovery_reports() {
                 println!("{report}");
             }
+            for decision in store.batch_decisions().iter().filter(|d| !d.kept()) {
+                println!("{decision}");
+            }
             Ok(())
         }
         Command::Load { tasks, events, entities, batch_size, payload_bytes, tenant, pipeline, on_shard, print_acks } => {
@@ -523,9 +529,20 @@ fn serve(store: &Store, listen: std::net::SocketAddr, options: tidelog::server::
             skipped = report.records_skipped,
             truncated_bytes = report.bytes_truncated,
             records_after_lost_write = report.records_after_lost_write,
+            batch_parts_kept = report.batch_parts_kept,
+            batch_parts_dropped = report.batch_parts_dropped,
+            records_dropped_with_batches = report.records_dropped_with_batches,
             ms = report.duration.as_secs_f64() * 1000.0,
             "recovery"
         );
+    }
+    let decisions = store.batch_decisions();
+    let dropped: Vec<_> = decisions.iter().filter(|d| !d.kept()).collect();
+    if !decisions.is_empty() {
+        tracing::info!(kept = decisions.len() - dropped.len(), dropped = dropped.len(), "cross-shard batches found in the WAL decided");
+    }
+    for decision in dropped {
+        tracing::warn!(batch = format!("{:032x}", decision.batch), "recovery: {decision}");
     }
     let authenticated = options.api_keys.is_some();
     let server = tidelog::server::Server::start(store, tidelog::server::ServerConfig { listen, limits: options })

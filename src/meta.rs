@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::wal::segment::FORMAT_VERSION;
+use crate::wal::segment::{FORMAT_VERSION, MIN_FORMAT_VERSION};
 
 const META_FILE: &str = "tidelog.json";
 const LOCK_FILE: &str = "LOCK";
@@ -28,10 +28,13 @@ pub fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -> Resul
     let path = dir.join(META_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let meta: Meta = serde_json::from_slice(&bytes)
+            let mut meta: Meta = serde_json::from_slice(&bytes)
                 .map_err(|e| dir_error(dir, format!("{META_FILE} is unreadable: {e}")))?;
-            if meta.format_version != FORMAT_VERSION {
-                return Err(dir_error(dir, format!("format version {}, this build reads {FORMAT_VERSION}", meta.format_version)));
+            if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&meta.format_version) {
+                return Err(dir_error(
+                    dir,
+                    format!("format version {}, this build reads {MIN_FORMAT_VERSION} to {FORMAT_VERSION}", meta.format_version),
+                ));
             }
             if shards != 0 && shards != meta.shards {
                 return Err(dir_error(
@@ -43,17 +46,26 @@ pub fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -> Resul
                     ),
                 ));
             }
+            if meta.format_version < FORMAT_VERSION {
+                // Older data is read as is; what this build writes from now on (part headers) an older
+                // build could not read, so the directory says so before anything is written.
+                meta.format_version = FORMAT_VERSION;
+                store(&path, &meta)?;
+            }
             Ok(meta)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let meta = Meta { format_version: FORMAT_VERSION, shards: if shards == 0 { default_shards } else { shards } };
-            let bytes = serde_json::to_vec_pretty(&meta).expect("serialisable");
-            crate::durable::replace_file(&path, &bytes)
-                .map_err(|e| Error::io(format!("{} {}", e.op, e.path.display()), e.source))?;
+            store(&path, &meta)?;
             Ok(meta)
         }
         Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
     }
+}
+
+fn store(path: &Path, meta: &Meta) -> Result<(), Error> {
+    let bytes = serde_json::to_vec_pretty(meta).expect("serialisable");
+    crate::durable::replace_file(path, &bytes).map_err(|e| Error::io(format!("{} {}", e.op, e.path.display()), e.source))
 }
 
 /// An exclusive lock on the data directory, held while the store is open (released by the kernel if

@@ -1,5 +1,7 @@
 //! Model-based test: random sequences of appends, batches, queries, reads by id, entity states, clean
 //! reopens, crash-reopens and power cuts (unsynced sectors lost or kept in any order), run against a real two-shard `Store` and against a plain in-memory model.
+//! After a power cut each shard keeps a prefix of its log, and a batch that wrote on both shards is kept
+//! only if both kept their part (recovery drops the other part otherwise).
 //! Every answer of the store must equal the model's.
 //!
 //! The model knows each shard's next position (predicted, then checked against the acks), so it can
@@ -250,6 +252,9 @@ struct MEvent {
     metadata: Option<String>,
     shard: usize,
     position: u64,
+    /// The cross-shard batch (its index in `Model::batch_shards`) whose part this event is in: a power
+    /// cut that takes any part of it takes the whole batch.
+    batch: Option<usize>,
 }
 
 impl MEvent {
@@ -278,6 +283,8 @@ struct Model {
     /// Every id ever submitted or acknowledged, stored or not, without repeats.
     known_ids: Vec<Uuid>,
     known_set: HashSet<Uuid>,
+    /// For each batch that wrote new events on more than one shard: how many shards.
+    batch_shards: Vec<usize>,
 }
 
 impl Model {
@@ -290,13 +297,34 @@ impl Model {
     /// Forgets what a power cut took from `shard`: every position after `last`.
     fn lose_after(&mut self, shard: usize, last: u64) {
         self.events.retain(|e| e.shard != shard || e.position <= last);
+        self.last_position[shard] = last;
+        self.reindex();
+    }
+
+    /// Forgets every cross-shard batch a power cut took a part of (recovery drops its other parts): after
+    /// `lose_after` on every shard.
+    fn drop_torn_batches(&mut self) {
+        let mut shards_left: HashMap<usize, HashSet<usize>> = HashMap::new();
+        for e in &self.events {
+            if let Some(b) = e.batch {
+                shards_left.entry(b).or_default().insert(e.shard);
+            }
+        }
+        let torn = |b: usize| shards_left.get(&b).map_or(0, |s| s.len()) < self.batch_shards[b];
+        let before = self.events.len();
+        self.events.retain(|e| !e.batch.is_some_and(torn));
+        if self.events.len() != before {
+            self.reindex();
+        }
+    }
+
+    fn reindex(&mut self) {
         self.by_id = self.events.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
         self.versions.clear();
         for e in &self.events {
             let version = self.versions.entry((e.tenant.clone(), e.entity.clone())).or_default();
             *version = (*version).max(e.version);
         }
-        self.last_position[shard] = last;
     }
 
     fn count(&self, shard: usize) -> u64 {
@@ -659,6 +687,17 @@ impl Harness {
         };
         ensure_eq!(acks.len(), new_events.len(), "ack count");
 
+        // A batch whose new events land on two shards is written as parts: whole or absent after a crash.
+        let writers: HashSet<usize> = events
+            .iter()
+            .zip(&plan)
+            .filter(|(_, p)| matches!(p, Some(Planned::New { .. })))
+            .map(|((_, _, shard), _)| *shard)
+            .collect();
+        let batch = (writers.len() > 1).then(|| {
+            self.model.batch_shards.push(writers.len());
+            self.model.batch_shards.len() - 1
+        });
         for (index, ((ev, _, shard), planned)) in events.iter().zip(plan).enumerate() {
             let ack = &acks[index];
             match planned.expect("planned") {
@@ -706,6 +745,7 @@ impl Harness {
                         metadata: ev.metadata.clone(),
                         shard: *shard,
                         position,
+                        batch,
                     };
                     self.model.last_position[*shard] = position;
                     self.model.versions.insert((m.tenant.clone(), m.entity.clone()), version);
@@ -909,7 +949,15 @@ impl Harness {
                 ensure!(report.last_position <= acknowledged, "shard {shard} recovered past what was appended ({report})");
                 self.model.lose_after(shard, report.last_position);
             }
+        }
+        // A cross-shard batch that lost a part on one shard is dropped on the others too (at
+        // FSYNC_INTERVAL=0 none is: every acknowledged part was synced).
+        self.model.drop_torn_batches();
+        for (shard, report) in reports.iter().enumerate() {
             ensure_eq!(report.events(), self.model.count(shard), "recovered events of shard {shard} ({report})");
+            if self.interval == 0 {
+                ensure_eq!(report.batch_parts_dropped, 0, "FSYNC_INTERVAL=0 drops no acknowledged batch ({report})");
+            }
         }
         self.check_all()
     }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::error::CheckpointError;
 
 pub const MANIFEST_FILE: &str = "MANIFEST.json";
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Version 2 added `batches` to each checkpoint; a version-1 manifest (none) is read as is.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+const MIN_MANIFEST_FORMAT_VERSION: u32 = 1;
 
 /// One checkpoint file: every stored event of positions `first_position..=last_position`, in position
 /// order (positions lost to WAL corruption are absent, so `events` may be smaller than the range).
@@ -22,6 +24,77 @@ pub struct CheckpointFile {
     pub size_bytes: u64,
     /// CRC-32 (ISO-HDLC, as crc32fast) of the whole file.
     pub crc32: u32,
+    /// The cross-shard batches whose part on this shard the file holds: recovery asks for them when
+    /// another participant's part of one is still in its WAL (docs/BATCHES.md).
+    #[serde(default, skip_serializing_if = "BatchIds::is_empty")]
+    pub batches: BatchIds,
+}
+
+/// Ids of cross-shard batches, as ascending inclusive ranges of consecutive ids. The ids of one open are
+/// a counter under a fixed high half, so the parts a shard holds mostly form long runs: a few bytes for
+/// many batches. Serialised as `[["<first>", "<last>"], ...]`, each id as 32 lowercase hex digits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchIds(Vec<(u128, u128)>);
+
+impl BatchIds {
+    pub fn from_ids(mut ids: Vec<u128>) -> BatchIds {
+        ids.sort_unstable();
+        ids.dedup();
+        let mut ranges: Vec<(u128, u128)> = Vec::new();
+        for id in ids {
+            match ranges.last_mut() {
+                Some((_, last)) if last.checked_add(1) == Some(id) => *last = id,
+                _ => ranges.push((id, id)),
+            }
+        }
+        BatchIds(ranges)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, id: u128) -> bool {
+        let i = self.0.partition_point(|&(_, last)| last < id);
+        self.0.get(i).is_some_and(|&(first, _)| first <= id)
+    }
+
+    /// Every id of `self` and of `other`.
+    pub fn union(&self, other: &BatchIds) -> BatchIds {
+        let mut ranges: Vec<(u128, u128)> = self.0.iter().chain(&other.0).copied().collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+        for (first, last) in ranges {
+            match merged.last_mut() {
+                Some((_, end)) if first <= end.saturating_add(1) => *end = (*end).max(last),
+                _ => merged.push((first, last)),
+            }
+        }
+        BatchIds(merged)
+    }
+}
+
+impl Serialize for BatchIds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ranges: Vec<[String; 2]> = self.0.iter().map(|(a, b)| [format!("{a:032x}"), format!("{b:032x}")]).collect();
+        ranges.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchIds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<BatchIds, D::Error> {
+        let ranges: Vec<[String; 2]> = Vec::deserialize(deserializer)?;
+        let parse = |s: &str| u128::from_str_radix(s, 16).map_err(serde::de::Error::custom);
+        let mut out = Vec::with_capacity(ranges.len());
+        for [a, b] in &ranges {
+            let (a, b) = (parse(a)?, parse(b)?);
+            if b < a || out.last().is_some_and(|&(_, last)| a <= last) {
+                return Err(serde::de::Error::custom("batch id ranges out of order"));
+            }
+            out.push((a, b));
+        }
+        Ok(BatchIds(out))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +125,17 @@ impl Manifest {
         self.checkpoints.iter().map(|c| c.events).sum()
     }
 
+    /// The cross-shard batches whose part on this shard the checkpoints hold.
+    pub fn batches(&self) -> BatchIds {
+        self.checkpoints.iter().fold(BatchIds::default(), |all, c| all.union(&c.batches))
+    }
+
     fn check(&self, shard: u32) -> Result<(), String> {
-        if self.format_version != MANIFEST_FORMAT_VERSION {
-            return Err(format!("format version {}, this build reads {MANIFEST_FORMAT_VERSION}", self.format_version));
+        if !(MIN_MANIFEST_FORMAT_VERSION..=MANIFEST_FORMAT_VERSION).contains(&self.format_version) {
+            return Err(format!(
+                "format version {}, this build reads {MIN_MANIFEST_FORMAT_VERSION} to {MANIFEST_FORMAT_VERSION}",
+                self.format_version
+            ));
         }
         if self.shard != shard {
             return Err(format!("belongs to shard {}", self.shard));
@@ -95,7 +176,32 @@ mod tests {
     use super::*;
 
     fn file(first: u64, last: u64) -> CheckpointFile {
-        CheckpointFile { file: format!("{first}-{last}"), first_position: first, last_position: last, events: last - first + 1, size_bytes: 1, crc32: 0 }
+        CheckpointFile { file: format!("{first}-{last}"), first_position: first, last_position: last, events: last - first + 1, size_bytes: 1, crc32: 0, batches: BatchIds::default() }
+    }
+
+    #[test]
+    fn batch_ids_are_ranges_that_round_trip() {
+        let ids = BatchIds::from_ids(vec![5, 3, 4, 9, (1 << 64) | 1, 4]);
+        assert_eq!(ids.0, vec![(3, 5), (9, 9), ((1 << 64) | 1, (1 << 64) | 1)]);
+        assert!(ids.contains(4) && ids.contains(9) && !ids.contains(6) && !ids.contains(2) && !ids.contains(1 << 64));
+        let json = serde_json::to_string(&ids).unwrap();
+        assert_eq!(serde_json::from_str::<BatchIds>(&json).unwrap(), ids);
+        let more = ids.union(&BatchIds::from_ids(vec![6, 7, 8]));
+        assert_eq!(more.0[0], (3, 9));
+        let mut m = Manifest::empty(0);
+        m.checkpoints = vec![file(1, 10)];
+        m.checkpoints[0].batches = ids.clone();
+        assert_eq!(m.batches(), ids);
+    }
+
+    #[test]
+    fn a_version_1_manifest_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = r#"{"format_version": 1, "shard": 0, "checkpoints": [{"file": "a", "first_position": 1,
+            "last_position": 3, "events": 3, "size_bytes": 1, "crc32": 0}]}"#;
+        std::fs::write(dir.path().join(MANIFEST_FILE), v1).unwrap();
+        let m = Manifest::load(dir.path(), 0).unwrap();
+        assert!(m.batches().is_empty() && m.covered_position() == 3);
     }
 
     #[test]

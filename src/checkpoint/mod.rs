@@ -11,7 +11,7 @@ mod writer;
 
 pub use error::CheckpointError;
 pub use load::{check_checkpoint, load_checkpoints, CheckpointDamage, CheckpointLoad, CheckpointSummary, SetAsideFile, SET_ASIDE_DIR};
-pub use manifest::{CheckpointFile, Manifest, MANIFEST_FILE};
+pub use manifest::{BatchIds, CheckpointFile, Manifest, MANIFEST_FILE};
 pub(crate) use writer::blocking;
 pub use writer::{checkpoint_name, parse_checkpoint_name, write_events};
 
@@ -71,7 +71,7 @@ mod tests {
         sizes
             .iter()
             .map(|&events| {
-                let f = CheckpointFile { file: String::new(), first_position: first, last_position: first + events - 1, events, size_bytes: 0, crc32: 0 };
+                let f = CheckpointFile { file: String::new(), first_position: first, last_position: first + events - 1, events, size_bytes: 0, crc32: 0, batches: Default::default() };
                 first += events;
                 f
             })

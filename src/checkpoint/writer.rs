@@ -104,5 +104,5 @@ pub async fn write_events(
         Ok::<(), CheckpointError>(sync_dir(&dir_owned)?)
     })
     .await?;
-    Ok(CheckpointFile { file: name.to_string(), first_position, last_position, events: rows, size_bytes, crc32 })
+    Ok(CheckpointFile { file: name.to_string(), first_position, last_position, events: rows, size_bytes, crc32, batches: Default::default() })
 }

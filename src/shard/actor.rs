@@ -27,7 +27,8 @@ use crate::event::{Event, NewEvent, StoredEvent};
 use crate::query::{Query, TenantStats};
 use crate::wal::io::WalStorage;
 use crate::wal::recovery::{MidLogCorruption, RecoveryReport};
-use super::recover::recover_shard;
+use super::recover::{scan_shard, Decisions, ShardScan};
+use crate::wal::record::PartHeader;
 use crate::wal::writer::WalWriter;
 use crate::wal::{CommitSink, FsyncMode, Wal, WalError};
 
@@ -106,7 +107,8 @@ pub(crate) enum ShardMsg {
     /// Phase one of a cross-shard batch with expected versions or ids: check this shard's part, claim its
     /// ids and hold its entities until `Commit` or `Abort`. Refused at once, never queued, if another
     /// such batch holds one of them, so two batches cannot wait on each other.
-    Prepare { batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>, reply: oneshot::Sender<Result<(), Error>> },
+    /// Answered with the number of events the part will write (0: it only repeats stored events).
+    Prepare { batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>, reply: oneshot::Sender<Result<usize, Error>> },
     /// Apply the prepared part as planned at prepare (nothing could touch its entities or ids since).
     Commit { txn: u128, reply: AppendReply },
     Abort { txn: u128 },
@@ -353,12 +355,21 @@ impl Core {
         let mut acks: Vec<(usize, AppendAck)> = Vec::with_capacity(events.len());
         let keys = matches!(reply, Reply::Part(..)).then(|| entity_hashes(&events));
         let first = self.next_position;
+        if let Reply::Part(_, batch) = &reply {
+            let new_events = plan.iter().filter(|p| matches!(p, Planned::New { .. })).count();
+            if new_events > 0 && batch.writers().len() > 1 {
+                // The part's durable record: recovery keeps the part only if every writer has its own.
+                let header = PartHeader { batch: batch.id, events: new_events as u32, participants: batch.writers().to_vec() };
+                self.wal.stage_part_header(first, &header);
+            }
+        }
         let now_us = self.now_us();
         let wait_for = self.apply(events.into_iter(), plan, now_us, &mut acks);
         if let (Reply::Part(_, batch), Some(keys)) = (&reply, keys) {
             if self.next_position > first {
                 // Registered before anything of the part can be acknowledged, so never seen early.
                 self.shared.parts.add(first, self.next_position - 1, batch.clone());
+                self.checkpointer.note_part(first, self.next_position - 1, batch.id);
                 // Decided already (its other parts acked first, or aborted): its Decided came before it.
                 if !batch.decided_yet() {
                     self.holds.hold(batch.id, keys, false);
@@ -432,7 +443,7 @@ impl Core {
         self.accept(events, reply);
     }
 
-    fn prepare(&mut self, batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>) -> Result<(), Error> {
+    fn prepare(&mut self, batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>) -> Result<usize, Error> {
         if let Some(err) = self.failed_error() {
             return Err(err);
         }
@@ -451,8 +462,9 @@ impl Core {
         let plan = self.plan(&events)?;
         let claimed = events.iter().filter_map(|(_, e)| e.id).filter(|id| self.shared.id_owner(id) == Some((self.shard(), RESERVED))).collect();
         self.holds.hold(batch.id, keys, true);
+        let new_events = plan.iter().filter(|p| matches!(p, Planned::New { .. })).count();
         self.prepared.insert(batch.id, Prepared { events, plan, batch, claimed });
-        Ok(())
+        Ok(new_events)
     }
 
     /// Applies a prepared part as planned (never re-planned: its entities and ids were held since).
@@ -636,21 +648,36 @@ fn ack_of(shard: u32, event: &StoredEvent, duplicate: bool) -> AppendAck {
     }
 }
 
-/// Recovers the shard, reports, then serves until closed. Runs on the shard's executor.
-pub(crate) async fn run_shard<S: WalStorage>(
-    storage: S,
-    ctx: ShardContext,
-    on_recovered: impl FnOnce(Result<RecoveryReport, Error>),
-) {
+/// How a shard and the store talk while the store opens: the shard sends its scan (phase one), waits
+/// for the store's decisions on cross-shard batches, loads, and sends its report (phase two).
+pub(crate) struct Opening {
+    pub scanned: oneshot::Sender<Result<ShardScan, Error>>,
+    pub decisions: oneshot::Receiver<Arc<Decisions>>,
+    pub recovered: oneshot::Sender<Result<RecoveryReport, Error>>,
+}
+
+/// Recovers the shard (in two phases, see `recover.rs`), reports, then serves until closed. Runs on the
+/// shard's executor.
+pub(crate) async fn run_shard<S: WalStorage>(storage: S, ctx: ShardContext, opening: Opening) {
     let storage = Rc::new(storage);
     let shared = ctx.shared.clone();
-    let recovered = match recover_shard(&*storage, &ctx).await {
-        Ok(recovered) => recovered,
+    let scanned = match scan_shard(&*storage, &ctx).await {
+        Ok((scanned, scan)) => {
+            let _ = opening.scanned.send(Ok(scan));
+            scanned
+        }
         Err(e) => {
-            on_recovered(Err(e));
+            let _ = opening.scanned.send(Err(e));
             return;
         }
     };
+    // Waits without blocking the executor; the store drops the sender if another shard failed to scan.
+    let Ok(decisions) = opening.decisions.await else {
+        let _ = opening.recovered.send(Err(Error::Closed));
+        return;
+    };
+    let recovered = scanned.load(&shared, &decisions);
+    drop(decisions);
     let report = recovered.report;
     let checkpointer = Rc::new(Checkpointer::new(
         ctx.checkpoint_dir.clone(),
@@ -659,6 +686,9 @@ pub(crate) async fn run_shard<S: WalStorage>(
         ctx.checkpoints,
         recovered.manifest,
     ));
+    for (first, last, batch) in recovered.parts {
+        checkpointer.note_part(first, last, batch);
+    }
     let writer = WalWriter::new(storage, ctx.wal_dir.clone(), shared.index, ctx.segment_size_bytes, recovered.open_segment);
     let sink: Rc<dyn CommitSink<Waiter>> = Rc::new(ShardSink { shared: shared.clone(), acked_is_synced: matches!(ctx.fsync, FsyncMode::Always) });
     let wal = Rc::new(Wal::start(writer, ctx.fsync, report.last_position, sink));
@@ -676,7 +706,7 @@ pub(crate) async fn run_shard<S: WalStorage>(
         holds: Holds::default(),
         checkpointer: checkpointer.clone(),
     }));
-    on_recovered(Ok(report));
+    let _ = opening.recovered.send(Ok(report));
 
     LOCAL_SHARD.with(|local| *local.borrow_mut() = Some((shared.clone(), Rc::downgrade(&core))));
     let checkpoints = glommio::spawn_local(checkpoint_task(core.clone(), checkpointer));
@@ -780,7 +810,7 @@ async fn acceptor(
 
 /// A message found in the inbox when Close arrived: appends and reads are still served (the WAL is
 /// about to be flushed and synced); anything else gets its reply back to be answered `Closed`.
-fn queued_before_close(core: &Rc<RefCell<Core>>, msg: ShardMsg) -> Option<oneshot::Sender<Result<(), Error>>> {
+fn queued_before_close(core: &Rc<RefCell<Core>>, msg: ShardMsg) -> Option<oneshot::Sender<Result<usize, Error>>> {
     match msg {
         ShardMsg::Append { events, reply } => core.borrow_mut().append(events, Reply::Batch(reply)),
         ShardMsg::AppendPart { events, reply, batch } => core.borrow_mut().append(events, Reply::Part(reply, batch)),

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use glommio::sync::Semaphore;
 
 use super::shared::ShardShared;
-use crate::checkpoint::{blocking, checkpoint_name, plan_compaction, write_events, CheckpointError, CheckpointFile, CheckpointSettings, Manifest};
+use crate::checkpoint::{
+    blocking, checkpoint_name, plan_compaction, write_events, BatchIds, CheckpointError, CheckpointFile, CheckpointSettings, Manifest,
+};
 use crate::wal::segment::list_segments;
 
 /// How long to wait before trying again after a checkpoint failed.
@@ -38,6 +40,10 @@ pub(crate) struct Checkpointer {
     busy: Semaphore,
     last_done: Cell<Instant>,
     retry_at: Cell<Option<Instant>>,
+    /// Cross-shard parts on this shard not yet in a checkpoint (first, last position, batch id), in
+    /// position order: the checkpoint that takes one records its batch id, so that this shard can still
+    /// vouch for the part at a later recovery once its WAL segment is gone.
+    parts: RefCell<Vec<(u64, u64, u128)>>,
 }
 
 impl Checkpointer {
@@ -52,6 +58,15 @@ impl Checkpointer {
             busy: Semaphore::new(1),
             last_done: Cell::new(Instant::now()),
             retry_at: Cell::new(None),
+            parts: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A cross-shard part written (or recovered and kept) at `first..=last`. Not kept without
+    /// checkpoints: nothing would ever take it off the list.
+    pub fn note_part(&self, first: u64, last: u64, batch: u128) {
+        if self.settings.enabled {
+            self.parts.borrow_mut().push((first, last, batch));
         }
     }
 
@@ -106,10 +121,15 @@ impl Checkpointer {
         if synced_position < first {
             return Ok(None);
         }
-        let file = self.write_range(first, synced_position).await?;
+        let mut file = self.write_range(first, synced_position).await?;
+        // A checkpoint only covers parts whose batch is settled (`Parts::checkpoint_limit`), so every part
+        // in it belongs to a whole batch.
+        let held = self.parts.borrow().iter().filter(|p| p.0 >= first && p.1 <= synced_position).map(|p| p.2).collect();
+        file.batches = BatchIds::from_ids(held);
         let mut manifest = self.manifest.borrow().clone();
         manifest.checkpoints.push(file.clone());
         self.install(manifest).await?;
+        self.parts.borrow_mut().retain(|p| p.1 > synced_position);
         self.shared.stats.checkpoints_written.fetch_add(1, Ordering::Relaxed);
         self.trim_wal().await?;
         self.compact().await?;
@@ -174,7 +194,8 @@ impl Checkpointer {
         };
         let replaced: Vec<CheckpointFile> = manifest.checkpoints[range.clone()].to_vec();
         let (first, last) = (replaced[0].first_position, replaced[replaced.len() - 1].last_position);
-        let merged = self.write_range(first, last).await?;
+        let mut merged = self.write_range(first, last).await?;
+        merged.batches = replaced.iter().fold(BatchIds::default(), |all, c| all.union(&c.batches));
         let mut next = manifest;
         next.checkpoints.splice(range, [merged.clone()]);
         self.install(next).await?;

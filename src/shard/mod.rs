@@ -11,8 +11,9 @@ mod slots;
 mod txn;
 
 pub(crate) use actor::ShardContext;
-pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Reply, ShardMsg};
-pub use shared::{entity_key, ScanSlice, EntityEntry, IdIndex, ShardLatency, ShardShared, ShardStats};
+pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Opening, Reply, ShardMsg};
+pub(crate) use recover::{decide, Decisions};
+pub use shared::{entity_key, EntityEntry, ScanSlice, IdIndex, ShardLatency, ShardShared, ShardStats};
 pub use txn::{BatchState, CommitClock, OwnedSnapshot};
 
 use xxhash_rust::xxh3::Xxh3;

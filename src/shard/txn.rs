@@ -6,7 +6,7 @@
 //! at all. See `docs/BATCHES.md`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// A batch not decided yet (or never to be: see `ABORTED`).
 const UNDECIDED: u64 = 0;
@@ -96,6 +96,9 @@ pub struct BatchState {
     pub id: u128,
     /// The shards that hold a part, ascending.
     pub participants: Vec<u32>,
+    /// The participants whose part writes events, when some write none (a prepared batch whose part on
+    /// a shard only repeats stored events): set by the coordinator before any part is written.
+    writers: OnceLock<Vec<u32>>,
     /// Parts not acknowledged yet.
     unacked: AtomicU32,
     /// Parts not fdatasynced yet: a checkpoint covers a part only once none is left.
@@ -118,6 +121,7 @@ impl BatchState {
         BatchState {
             id,
             participants,
+            writers: OnceLock::new(),
             unacked: AtomicU32::new(parts),
             unsynced: AtomicU32::new(parts),
             seq: AtomicU64::new(UNDECIDED),
@@ -130,11 +134,23 @@ impl BatchState {
         BatchState {
             id,
             participants,
+            writers: OnceLock::new(),
             unacked: AtomicU32::new(0),
             unsynced: AtomicU32::new(0),
             seq: AtomicU64::new(1),
             on_decided: Vec::new(),
         }
+    }
+
+    /// The shards whose part writes events: what each part's WAL header names, and what recovery asks
+    /// for. Every participant unless the coordinator said otherwise.
+    pub fn writers(&self) -> &[u32] {
+        self.writers.get().unwrap_or(&self.participants)
+    }
+
+    /// Sets the writing participants (once, before any part is written).
+    pub(crate) fn set_writers(&self, writers: Vec<u32>) {
+        let _ = self.writers.set(writers);
     }
 
     /// One part is acknowledged; the last one commits the batch (before its own caller is answered, so

@@ -14,4 +14,6 @@ pub mod writer;
 pub use error::WalError;
 pub use group_commit::{FsyncMode, GroupCommit};
 pub use pipeline::{CommitSink, Wal};
-pub use recovery::{inspect_segment_bytes, inspect_shard, MidLogCorruption, RecoveryReport, SegmentInspection};
+pub use recovery::{
+    inspect_segment_bytes, inspect_shard, BatchDecision, BatchOutcome, MidLogCorruption, RecoveryReport, SegmentInspection, WalItem,
+};

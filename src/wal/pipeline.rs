@@ -22,7 +22,7 @@ use glommio::Task;
 
 use super::group_commit::{FsyncMode, GroupCommit};
 use super::io::{WalFile, WalStorage};
-use super::record::append_frame;
+use super::record::{append_frame, append_part_header, PartHeader};
 use super::writer::{CurrentFile, WalWriter};
 use super::WalError;
 
@@ -145,6 +145,19 @@ impl<W: 'static> Wal<W> {
         debug_assert!(staged.frames.is_empty() || position == staged.last_position + 1, "positions must be dense");
         staged.last_position = position;
         append_frame(&mut staged.frames, body, batch_continues);
+    }
+
+    /// Frames a cross-shard part's header; the part's events, from `first_position` on, are staged next
+    /// (the header has no position of its own).
+    pub fn stage_part_header(&self, first_position: u64, header: &PartHeader) {
+        let mut state = self.inner.state.borrow_mut();
+        let staged = &mut state.staged;
+        if staged.frames.is_empty() {
+            staged.first_position = first_position;
+            staged.last_position = first_position - 1;
+        }
+        debug_assert_eq!(staged.last_position + 1, first_position, "positions must be dense");
+        append_part_header(&mut staged.frames, header);
     }
 
     /// Queues `waiter` until `position` is acknowledged; returns it back at once if it already is.

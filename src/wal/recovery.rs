@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::error::WalError;
 use super::io::{WalFile, WalStorage};
-use super::record::{decode_frame, Frame, HEADER_BYTES};
+use super::record::{decode_frame, Frame, PartHeader, HEADER_BYTES};
 use super::segment::{check_header, list_segments, Header, SEGMENT_HEADER_BYTES};
 use super::writer::OpenSegment;
 use crate::event::StoredEvent;
@@ -44,6 +44,51 @@ pub struct RecoveryReport {
     pub duration: Duration,
     /// Filled by the shard from its checkpoints (loaded before the WAL).
     pub checkpoints: crate::checkpoint::CheckpointSummary,
+    /// Cross-shard parts found in the WAL whose batch was kept: every participant has its part durably.
+    pub batch_parts_kept: u64,
+    /// Cross-shard parts found in the WAL whose batch was dropped (presumed abort): a participant lacks
+    /// its part. Their events are not loaded; their positions stay taken (never reused).
+    pub batch_parts_dropped: u64,
+    /// Events of the dropped parts (not counted in `records_recovered`).
+    pub records_dropped_with_batches: u64,
+    /// The decision on every cross-shard batch with a part in this shard's WAL, in log order.
+    pub batches: Vec<BatchDecision>,
+}
+
+/// What recovery decided about one cross-shard batch found in the WAL (every such batch is in doubt
+/// until every participant has been asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchDecision {
+    pub batch: u128,
+    /// The shards that hold a part, as the part headers name them.
+    pub participants: Vec<u32>,
+    pub outcome: BatchOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Every participant has its part whole, in its WAL or in a checkpoint: the batch is loaded.
+    Kept,
+    /// These participants have no whole part (never written, lost to a crash, or damaged): the parts
+    /// found are not loaded (presumed abort). The batch was never acknowledged, unless the loss is
+    /// within what the fsync interval allows (docs/BATCHES.md).
+    DroppedMissingParts { missing: Vec<u32> },
+}
+
+impl BatchDecision {
+    pub fn kept(&self) -> bool {
+        self.outcome == BatchOutcome::Kept
+    }
+}
+
+impl std::fmt::Display for BatchDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch {:032x} over shards {:?}: ", self.batch, self.participants)?;
+        match &self.outcome {
+            BatchOutcome::Kept => write!(f, "kept"),
+            BatchOutcome::DroppedMissingParts { missing } => write!(f, "dropped, no part on shards {missing:?}"),
+        }
+    }
 }
 
 impl RecoveryReport {
@@ -81,11 +126,36 @@ impl std::fmt::Display for RecoveryReport {
             self.records_after_lost_write,
             self.last_position,
             self.duration.as_secs_f64() * 1000.0
-        )
+        )?;
+        if self.batch_parts_kept + self.batch_parts_dropped > 0 {
+            write!(
+                f,
+                "; cross-shard batches: {} parts kept, {} dropped ({} records, the batch lacked a part elsewhere)",
+                self.batch_parts_kept, self.batch_parts_dropped, self.records_dropped_with_batches
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// Replays every segment under `wal_dir`, handing each recovered event to `on_event` in position order.
+/// What recovery hands the shard, in log order.
+#[derive(Debug)]
+pub enum WalItem {
+    Event(StoredEvent),
+    /// The header of a cross-shard part, followed by the `events_present` events of the part that were
+    /// recovered: fewer than `header.events` only if mid-log corruption took some (the part is then not
+    /// whole). Not handed over for a part a checkpoint covers.
+    Part { header: PartHeader, events_present: u32 },
+}
+
+/// One record as the scan reads it.
+enum ScanItem {
+    Event(StoredEvent),
+    Part(PartHeader),
+}
+
+/// Replays every segment under `wal_dir`, handing each recovered event (and part header) to `on_item`
+/// in position order.
 /// Returns the report and the last segment, positioned for appending.
 pub async fn recover<S: WalStorage>(
     storage: &S,
@@ -93,7 +163,7 @@ pub async fn recover<S: WalStorage>(
     shard: u32,
     policy: MidLogCorruption,
     covered_position: u64,
-    mut on_event: impl FnMut(StoredEvent),
+    mut on_event: impl FnMut(WalItem),
 ) -> Result<(RecoveryReport, Option<OpenSegment<S::File>>), WalError> {
     let started = Instant::now();
     // Positions up to `covered_position` come from checkpoints: the log continues after it.
@@ -154,21 +224,23 @@ struct SegmentScan<'a, F> {
     on_event: &'a mut F,
 }
 
-impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
+impl<F: FnMut(WalItem)> SegmentScan<'_, F> {
     /// Scans records from the end of the header; returns the offset just past the last complete batch.
     fn run(&mut self, is_last: bool) -> Result<u64, WalError> {
         let mut offset = SEGMENT_HEADER_BYTES;
-        let mut batch: Vec<StoredEvent> = Vec::new();
+        let mut batch: Vec<ScanItem> = Vec::new();
         let mut batch_start = offset;
         let mut committed_end = offset;
         loop {
             match self.record_at(offset) {
-                Some((event, batch_continues, size)) => {
+                Some((item, batch_continues, size)) => {
                     if batch.is_empty() {
                         batch_start = offset;
                     }
-                    *self.seen_position = event.position();
-                    batch.push(event);
+                    if let ScanItem::Event(event) = &item {
+                        *self.seen_position = event.position();
+                    }
+                    batch.push(item);
                     offset += size;
                     if !batch_continues {
                         self.commit(&mut batch)?;
@@ -219,13 +291,19 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
         Ok(committed_end as u64)
     }
 
-    /// The record at `offset`, if it is whole, checks out, and continues the position sequence.
-    fn record_at(&self, offset: usize) -> Option<(StoredEvent, bool, usize)> {
-        let Frame::Record { body, batch_continues } = decode_frame(self.data.get(offset..)?) else {
+    /// The record at `offset`, if it is whole, checks out, and continues the position sequence (a part
+    /// header has no position: it must announce a part, so the batch continues after it).
+    fn record_at(&self, offset: usize) -> Option<(ScanItem, bool, usize)> {
+        let Frame::Record { body, batch_continues, part_header } = decode_frame(self.data.get(offset..)?) else {
             return None;
         };
+        let size = HEADER_BYTES + body.len();
+        if part_header {
+            let header = PartHeader::decode(body).filter(|_| batch_continues)?;
+            return Some((ScanItem::Part(header), true, size));
+        }
         let event = StoredEvent::decode(body).ok()?;
-        (event.position() > *self.seen_position).then_some((event, batch_continues, HEADER_BYTES + body.len()))
+        (event.position() > *self.seen_position).then_some((ScanItem::Event(event), batch_continues, size))
     }
 
     /// How many whole records lie from `offset` to the end of the segment, past any damage.
@@ -233,8 +311,8 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
         let mut count = 0;
         loop {
             match self.record_at(offset) {
-                Some((_, _, size)) => {
-                    count += 1;
+                Some((item, _, size)) => {
+                    count += u64::from(matches!(item, ScanItem::Event(_)));
                     offset += size;
                 }
                 None => match self.resync(offset) {
@@ -250,8 +328,32 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
         (offset + 8..self.data.len().saturating_sub(HEADER_BYTES)).step_by(8).find(|&o| self.record_at(o).is_some())
     }
 
-    fn commit(&mut self, batch: &mut Vec<StoredEvent>) -> Result<(), WalError> {
-        for event in batch.drain(..) {
+    fn commit(&mut self, batch: &mut Vec<ScanItem>) -> Result<(), WalError> {
+        // For each part header: how many events follow it in this batch, and whether a checkpoint holds
+        // them (computed only for a batch that holds a part: most hold none).
+        let has_part = batch.iter().any(|i| matches!(i, ScanItem::Part(_)));
+        let mut following: Vec<(u32, bool)> = if has_part { vec![(0, false); batch.len()] } else { Vec::new() };
+        let mut after = (0u32, false);
+        for (i, item) in batch.iter().enumerate().rev().filter(|_| has_part) {
+            match item {
+                ScanItem::Event(e) => after = (after.0 + 1, after.1 || e.position() <= self.covered_position),
+                ScanItem::Part(_) => {
+                    following[i] = after;
+                    after = (0, false);
+                }
+            }
+        }
+        for (i, item) in batch.drain(..).enumerate() {
+            let event = match item {
+                ScanItem::Event(event) => event,
+                ScanItem::Part(header) => {
+                    let (present, covered) = following[i];
+                    if !covered {
+                        (self.on_event)(WalItem::Part { header, events_present: present });
+                    }
+                    continue;
+                }
+            };
             let position = event.position();
             if position <= self.covered_position {
                 continue;
@@ -266,7 +368,7 @@ impl<F: FnMut(StoredEvent)> SegmentScan<'_, F> {
             }
             self.report.last_position = position;
             self.report.records_recovered += 1;
-            (self.on_event)(event);
+            (self.on_event)(WalItem::Event(event));
         }
         Ok(())
     }
@@ -296,8 +398,12 @@ async fn truncate_after<F: WalFile>(
     if let Some(last) = data[end as usize..].iter().rposition(|&b| b != 0) {
         report.bytes_truncated += last as u64 + 1;
         file.zero_range(end, size_bytes - end).await.map_err(WalError::io("zero range", &path))?;
-        file.fdatasync().await.map_err(WalError::io("fdatasync", &path))?;
     }
+    // Always: after a SIGKILL the records read may sit in the page cache only, and the shard counts
+    // everything recovered as durable (checkpoints may cover it at once). A cross-shard batch is kept
+    // because every participant has its part; each participant syncs before any shard serves, so a later
+    // power cut cannot take one part of a kept batch while a checkpoint holds another.
+    file.fdatasync().await.map_err(WalError::io("fdatasync", &path))?;
     Ok(OpenSegment { file, path, end_offset: end, size_bytes })
 }
 
@@ -356,9 +462,11 @@ fn inspect_bytes(
         Ok(Header::Valid) => {
             let before = (report.records_recovered, report.records_skipped, report.corrupt_bytes_skipped);
             let (mut first, mut last) = (None, None);
-            let mut on_event = |e: StoredEvent| {
-                first.get_or_insert(e.position());
-                last = Some(e.position());
+            let mut on_event = |item: WalItem| {
+                if let WalItem::Event(e) = item {
+                    first.get_or_insert(e.position());
+                    last = Some(e.position());
+                }
             };
             let path = path.to_path_buf();
             let mut scan = SegmentScan {

@@ -4,7 +4,11 @@ use std::path::{Path, PathBuf};
 
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 const MAGIC: &[u8; 8] = b"TIDELOG\0";
-pub const FORMAT_VERSION: u32 = 1;
+/// Written in new segments and in `tidelog.json`. Version 2 added part headers (`record::PartHeader`);
+/// a version-1 directory or segment is read as is (it holds none) and the directory is marked version 2.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The unit a disk writes whole or not at all; recovery reads an all-zero one as never written.
 pub const SECTOR_BYTES: usize = 512;
 pub fn segment_path(wal_dir: &Path, first_position: u64) -> PathBuf {
@@ -63,8 +67,8 @@ pub fn check_header(bytes: &[u8], shard: u32, first_position: u64) -> Result<Hea
         return Err("header checksum mismatch".into());
     }
     let version = u32::from_le_bytes(header[8..12].try_into().unwrap());
-    if version != FORMAT_VERSION {
-        return Err(format!("format version {version}, this build reads {FORMAT_VERSION}"));
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+        return Err(format!("format version {version}, this build reads {MIN_FORMAT_VERSION} to {FORMAT_VERSION}"));
     }
     let found_shard = u32::from_le_bytes(header[12..16].try_into().unwrap());
     if found_shard != shard {
@@ -88,6 +92,11 @@ mod tests {
         assert!(check_header(&header, 2, 42).unwrap_err().contains("shard 3"));
         assert!(check_header(&header, 3, 41).is_err());
         assert_eq!(check_header(&[0u8; 32], 3, 42), Ok(Header::Empty));
+        let mut v1 = header;
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&v1[0..28]);
+        v1[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_header(&v1, 3, 42), Ok(Header::Valid), "a version-1 segment is still read");
         let mut bad = header;
         bad[20] ^= 1;
         assert!(check_header(&bad, 3, 42).unwrap_err().contains("checksum"));
