@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
 venv=target/sql-duckdb-venv
-if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import duckdb, pytz' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'duckdb==1.4.2'
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'duckdb==1.4.2' 'pytz==2025.2'
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
