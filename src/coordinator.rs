@@ -16,7 +16,9 @@ use crate::error::Error;
 use crate::epoch::{self, Epochs};
 use crate::event::{validate_batch, validate_tenant, NewEvent, StoredEvent};
 use crate::meta::{self, DirLock};
-use crate::query::{merge_sorted, sort_key, EntityState, Query, QueryError, QueryResult, TenantStats, TypeFilter};
+use crate::query::{
+    merge_sorted, sort_key, EntityState, Page, PageFrom, PageMerge, Query, QueryError, QueryResult, TenantStats, TypeFilter, QUERY_PAGE_EVENTS,
+};
 use crate::shard::{
     append_local, decide, run_shard, shard_for, BatchState, Decisions, Opening, CommitClock, IdIndex, LocalTaskFactory, Reply, ShardContext, ShardMsg,
     ShardShared,
@@ -545,45 +547,55 @@ impl Store {
         if limit > max {
             return Err(QueryError::LimitTooLarge { limit, max }.into());
         }
-        let want = query.offset.saturating_add(limit).saturating_add(1);
-        let lists = match &query.entity_id {
+        match &query.entity_id {
             Some(entity_id) => {
+                let want = query.offset.saturating_add(limit).saturating_add(1);
                 let shard = &self.inner.shards[self.shard_of(&query.tenant_id, entity_id)];
-                vec![shard.shared.entity_query(query, entity_id, want)]
+                let lists = vec![shard.shared.entity_query(query, entity_id, want)];
+                let (events, has_more) = merge_sorted(lists, query.order, query.offset, limit, sort_key);
+                Ok(QueryResult { events, has_more })
             }
-            None => {
-                // One snapshot for every shard: a cross-shard batch is in the answer wholly or not at all.
-                let at = self.inner.clock.snapshot();
-                match self.type_query_here(query, want, at.seq) {
-                    Some(lists) => lists,
-                    None => self.query_on_shards(query, want, at.seq).await?,
-                }
-            }
-        };
-        let (events, has_more) = merge_sorted(lists, query.order, query.offset, limit, sort_key);
+            None => self.query_pages(query, limit).await,
+        }
+    }
+
+    /// A query over every shard, merged by (timestamp, position) and read in pages (`PageMerge`): a deep
+    /// offset costs many bounded reads, never one long read on a shard's core. A query by one event type
+    /// reads the shards' shared in-order keys on the calling thread; otherwise (or where an event of that
+    /// type came out of time order) each shard answers its pages on its own executor.
+    async fn query_pages(&self, query: &Query, limit: usize) -> Result<QueryResult, Error> {
+        // One snapshot for every shard and page: a cross-shard batch is in the answer wholly or not at all.
+        let at = self.inner.clock.snapshot();
+        let mut merge = PageMerge::new(self.shard_count(), query.order, query.offset, limit);
+        let first = merge.first_page_events();
+        let mut asked = Vec::with_capacity(self.shard_count());
+        for shard in 0..self.shard_count() {
+            asked.push(self.ask_page(shard, query, first, at.seq, PageFrom::default()).await?);
+        }
+        for (shard, page) in asked.into_iter().enumerate() {
+            merge.add(shard, page.get().await?, first);
+        }
+        while let Some((shard, from)) = merge.run() {
+            // Between pages: let the executor run other tasks (appends) when this runs on a shard's.
+            futures_lite::future::yield_now().await;
+            let page = self.ask_page(shard, query, QUERY_PAGE_EVENTS, at.seq, from).await?.get().await?;
+            merge.add(shard, page, QUERY_PAGE_EVENTS);
+        }
+        let (events, has_more) = merge.finish();
         Ok(QueryResult { events, has_more })
     }
 
-    /// A query by one event type, answered from the shards' shared in-order keys on the calling thread;
-    /// `None` when a shard must answer itself (an event of that type arrived out of time order).
-    fn type_query_here(&self, query: &Query, want: usize, at: u64) -> Option<Vec<Vec<StoredEvent>>> {
-        let Some(TypeFilter::Exact(event_type)) = &query.event_type else { return None };
-        self.inner.shards.iter().map(|shard| shard.shared.type_query(query, event_type, want, at)).collect()
-    }
-
-    /// Runs a query on every shard's executor (its local time indexes) and collects the sorted lists.
-    async fn query_on_shards(&self, query: &Query, want: usize, at: u64) -> Result<Vec<Vec<StoredEvent>>, Error> {
-        let mut pending = Vec::with_capacity(self.shard_count());
-        for shard in 0..self.shard_count() {
-            let (reply, rx) = oneshot::channel();
-            self.send(shard, ShardMsg::Query { query: query.clone(), want, at, reply }).await?;
-            pending.push(rx);
+    /// Starts reading one page of `query` from a shard: on the calling thread when its type index allows,
+    /// else as a message to the shard.
+    async fn ask_page(&self, shard: usize, query: &Query, want: usize, at: u64, from: PageFrom) -> Result<AskedPage, Error> {
+        if let Some(TypeFilter::Exact(event_type)) = &query.event_type {
+            if let Some(page) = self.inner.shards[shard].shared.type_query(query, event_type, want, at, from) {
+                return Ok(AskedPage::Ready(page));
+            }
         }
-        let mut lists = Vec::with_capacity(pending.len());
-        for rx in pending {
-            lists.push(rx.await.map_err(|_| Error::Closed)?);
-        }
-        Ok(lists)
+        let (reply, rx) = oneshot::channel();
+        self.send(shard, ShardMsg::Query { query: query.clone(), want, at, from, reply }).await?;
+        Ok(AskedPage::Asked(rx))
     }
 
     /// An entity's state (payloads folded in version order), now or as of an instant.
@@ -737,6 +749,21 @@ impl Drop for AbortUnsent {
     fn drop(&mut self) {
         if let Some(batch) = self.0.take() {
             batch.abort();
+        }
+    }
+}
+
+/// A page of a query, read already or asked of its shard.
+enum AskedPage {
+    Ready(Page),
+    Asked(oneshot::Receiver<Page>),
+}
+
+impl AskedPage {
+    async fn get(self) -> Result<Page, Error> {
+        match self {
+            AskedPage::Ready(page) => Ok(page),
+            AskedPage::Asked(rx) => rx.await.map_err(|_| Error::Closed),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! sorted answers are merged.
 
 mod merge;
+mod pages;
 mod state;
 
 pub use merge::{merge_sorted, Merged};
+pub use pages::{Page, PageFrom, PageMerge, QUERY_PAGE_EVENTS};
 pub use state::{fold_state, EntityState};
 
 use crate::event::StoredEvent;

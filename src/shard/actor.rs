@@ -24,7 +24,7 @@ use crate::checkpoint::{CheckpointDamage, CheckpointSettings};
 use crate::coordinator::AppendAck;
 use crate::error::Error;
 use crate::event::{Event, NewEvent, StoredEvent};
-use crate::query::{Query, TenantStats};
+use crate::query::{Page, PageFrom, Query, TenantStats};
 use crate::wal::io::WalStorage;
 use crate::wal::recovery::{MidLogCorruption, RecoveryReport};
 use super::recover::{scan_shard, Decisions, ShardScan};
@@ -114,7 +114,8 @@ pub(crate) enum ShardMsg {
     Abort { txn: u128 },
     /// A cross-shard batch with a part here was decided: appends waiting on its entities may go.
     Decided { txn: u128 },
-    Query { query: Query, want: usize, at: u64, reply: oneshot::Sender<Vec<StoredEvent>> },
+    /// One page of a query (`crate::query::PageMerge`).
+    Query { query: Query, want: usize, at: u64, from: PageFrom, reply: oneshot::Sender<Page> },
     /// Counts of one tenant's events on this shard visible at commit number `at`.
     TenantStats { tenant_id: String, at: u64, reply: oneshot::Sender<TenantStats> },
     /// Run a task on this shard's executor (the HTTP front end lives there).
@@ -280,7 +281,7 @@ impl Core {
         // batches the reader at `at` does not see: take them off.
         let visible = self.shared.visible_position();
         let hidden = self.shared.parts.hidden_ranges(visible, at);
-        let not_seen = hidden.into_iter().flat_map(|(first, last)| first..=last).chain(visible + 1..self.next_position);
+        let not_seen = hidden.iter().flat_map(|&(first, last)| first..=last).chain(visible + 1..self.next_position);
         for position in not_seen {
             if let Some(event) = self.shared.get_any(position).filter(|e| e.tenant_id() == tenant_id) {
                 stats.events -= 1;
@@ -290,7 +291,21 @@ impl Core {
             }
         }
         stats.event_types.retain(|_, n| *n > 0);
-        stats.entities = self.shared.entity_count(tenant_id, at);
+        // Entities counted from where each first appeared; only those first seen in a hidden part need a
+        // look at their other events.
+        let firsts = self.index.entity_firsts(tenant_id);
+        let mut entities = firsts.partition_point(|&p| p <= visible) as u64;
+        for &(first, last) in &hidden {
+            let lo = firsts.partition_point(|&p| p < first);
+            let hi = firsts.partition_point(|&p| p <= last);
+            for &position in &firsts[lo..hi] {
+                let event = self.shared.get_any(position).expect("an indexed event is in the maps");
+                if !self.shared.entity_seen(tenant_id, event.entity_id(), visible, at) {
+                    entities -= 1;
+                }
+            }
+        }
+        stats.entities = entities;
         stats
     }
 
@@ -419,8 +434,7 @@ impl Core {
                     if batch_has_ids {
                         new_acks.insert(ack.id, acks.len());
                     }
-                    self.index.insert(&stored, &mut self.scratch, &self.shared);
-                    self.shared.insert(stored, &mut self.scratch);
+                    self.index.add(stored, &mut self.scratch, &self.shared);
                     ack
                 }
             };
@@ -494,6 +508,10 @@ impl Core {
 
     /// A batch with a part here was decided: its entities are free for single appends again.
     fn decided(&mut self, txn: u128) {
+        if let Some((first, last)) = self.shared.parts.aborted_part(txn) {
+            // Before the appends it held go on.
+            self.shared.roll_back_versions(first, last, &mut self.scratch);
+        }
         self.holds.release(txn);
         self.shared.parts.on_synced(self.wal.synced(), &self.shared.clock);
         self.unpark();
@@ -738,12 +756,12 @@ async fn acceptor(
                 }
                 ShardMsg::Abort { txn } => core.borrow_mut().abort(txn),
                 ShardMsg::Decided { txn } => core.borrow_mut().decided(txn),
-                ShardMsg::Query { query, want, at, reply } => {
+                ShardMsg::Query { query, want, at, from, reply } => {
                     let core = core.borrow();
                     let started = std::time::Instant::now();
-                    let events = core.index.query(&core.shared, &query, want, at);
+                    let page = core.index.query(&core.shared, &query, want, at, from);
                     core.shared.stats.record_query(started.elapsed());
-                    let _ = reply.send(events);
+                    let _ = reply.send(page);
                 }
                 ShardMsg::TenantStats { tenant_id, at, reply } => {
                     let _ = reply.send(core.borrow().tenant_stats(&tenant_id, at));
@@ -819,9 +837,9 @@ fn queued_before_close(core: &Rc<RefCell<Core>>, msg: ShardMsg) -> Option<onesho
         ShardMsg::Commit { txn, reply } => core.borrow_mut().commit(txn, reply),
         ShardMsg::Abort { txn } => core.borrow_mut().abort(txn),
         ShardMsg::Decided { txn } => core.borrow_mut().decided(txn),
-        ShardMsg::Query { query, want, at, reply } => {
+        ShardMsg::Query { query, want, at, from, reply } => {
             let core = core.borrow();
-            let _ = reply.send(core.index.query(&core.shared, &query, want, at));
+            let _ = reply.send(core.index.query(&core.shared, &query, want, at, from));
         }
         ShardMsg::TenantStats { tenant_id, at, reply } => {
             let _ = reply.send(core.borrow().tenant_stats(&tenant_id, at));

@@ -121,10 +121,17 @@ impl Checkpointer {
         if synced_position < first {
             return Ok(None);
         }
+        let aborted = self.shared.parts.aborted_ranges(first, synced_position);
         let mut file = self.write_range(first, synced_position).await?;
-        // A checkpoint only covers parts whose batch is settled (`Parts::checkpoint_limit`), so every part
-        // in it belongs to a whole batch.
-        let held = self.parts.borrow().iter().filter(|p| p.0 >= first && p.1 <= synced_position).map(|p| p.2).collect();
+        // A checkpoint only covers parts whose batch is settled or aborted (`Parts::checkpoint_limit`): it
+        // names the settled ones, each part of a whole batch, and leaves the aborted ones out.
+        let held = self
+            .parts
+            .borrow()
+            .iter()
+            .filter(|p| p.0 >= first && p.1 <= synced_position && !aborted.iter().any(|a| a.0 == p.0))
+            .map(|p| p.2)
+            .collect();
         file.batches = BatchIds::from_ids(held);
         let mut manifest = self.manifest.borrow().clone();
         manifest.checkpoints.push(file.clone());
@@ -136,10 +143,17 @@ impl Checkpointer {
         Ok(Some(file))
     }
 
-    /// Writes the events of `first..=last` from memory as one checkpoint file.
+    /// Writes the events of `first..=last` from memory as one checkpoint file, without the parts of
+    /// aborted batches.
     async fn write_range(&self, first: u64, last: u64) -> Result<CheckpointFile, CheckpointError> {
         let shared = &self.shared;
-        let events = (first..=last).filter_map(|p| shared.get_any(p));
+        // Ascending ranges against ascending positions: one pass.
+        let mut aborted = shared.parts.aborted_ranges(first, last).into_iter().peekable();
+        let kept = move |p: &u64| {
+            while aborted.next_if(|&(_, last)| last < *p).is_some() {}
+            aborted.peek().is_none_or(|&(first, _)| first > *p)
+        };
+        let events = (first..=last).filter(kept).filter_map(|p| shared.get_any(p));
         let metadata = vec![
             ("tidelog.shard".to_string(), shared.index.to_string()),
             ("tidelog.first_position".to_string(), first.to_string()),

@@ -9,7 +9,7 @@ use super::ordered_keys::OrderedKeys;
 
 use super::shared::{entity_key, write_key, ShardShared};
 use crate::event::StoredEvent;
-use crate::query::{Merged, Order, Query, TenantStats, TypeFilter};
+use crate::query::{Merged, Order, Page, PageFrom, Query, TenantStats, TypeFilter};
 
 /// Events in time order, keyed (timestamp_us, position). Server-assigned timestamps never go back within
 /// a shard, so keys mostly arrive in increasing order: those are appended to a sorted Vec (16 bytes a
@@ -57,22 +57,32 @@ pub(crate) fn in_order_run<'a>(keys: &'a OrderedKeys, range: &RangeInclusive<(i6
     (start..end.max(start)).map(Box::new(move |i| keys.get(i)))
 }
 
+/// A tenant's events in time order, and where each of its entities first appeared.
+#[derive(Default)]
+struct TenantIndex {
+    times: TimeIndex,
+    /// The position of each entity's first event, ascending (positions arrive in order): entities are
+    /// counted from it without walking the shard's entity map.
+    entity_firsts: Vec<u64>,
+}
+
 #[derive(Default)]
 pub struct LocalIndex {
-    by_tenant: HashMap<Box<str>, TimeIndex, foldhash::fast::RandomState>,
+    by_tenant: HashMap<Box<str>, TenantIndex, foldhash::fast::RandomState>,
     /// Keyed by `tenant \0 event_type`, ordered so that a type prefix is a key range.
     by_type: BTreeMap<Box<str>, TimeIndex>,
 }
 
 impl LocalIndex {
-    /// Indexes an event; a new event type's in-order keys are registered with `shared` for readers on
-    /// other threads.
-    pub fn insert(&mut self, event: &StoredEvent, scratch: &mut String, shared: &ShardShared) {
+    /// Adds an event to the shard's maps (`shared`) and to these indexes; a new event type's in-order keys
+    /// are registered with `shared` for readers on other threads. Positions arrive in increasing order.
+    pub fn add(&mut self, event: StoredEvent, scratch: &mut String, shared: &ShardShared) {
         let key = (event.timestamp_us(), event.position());
-        match self.by_tenant.get_mut(event.tenant_id()) {
-            Some(index) => index.insert(key),
-            None => self.by_tenant.entry(event.tenant_id().into()).or_default().insert(key),
+        let tenant = match self.by_tenant.get_mut(event.tenant_id()) {
+            Some(tenant) => tenant,
+            None => self.by_tenant.entry(event.tenant_id().into()).or_default(),
         };
+        tenant.times.insert(key);
         write_key(scratch, event.tenant_id(), event.event_type());
         match self.by_type.get_mut(scratch.as_str()) {
             Some(index) => index.insert(key),
@@ -82,6 +92,14 @@ impl LocalIndex {
                 index.insert(key);
             }
         };
+        if shared.insert(event, scratch) {
+            tenant.entity_firsts.push(key.1);
+        }
+    }
+
+    /// Where each of a tenant's entities first appeared (positions, ascending; accepted or not).
+    pub fn entity_firsts(&self, tenant_id: &str) -> &[u64] {
+        self.by_tenant.get(tenant_id).map_or(&[], |t| &t.entity_firsts)
     }
 
     /// Counts of a tenant's events (accepted, acknowledged or not) by type.
@@ -96,15 +114,14 @@ impl LocalIndex {
         TenantStats { events: event_types.values().sum(), event_types, entities: 0 }
     }
 
-    /// Events matching `query` (which has no entity), visible ones only, sorted in the query's order, at
-    /// most `want`.
-    pub fn query(&self, shared: &ShardShared, query: &Query, want: usize, at: u64) -> Vec<StoredEvent> {
+    /// One page of the events matching `query` (which has no entity): visible ones only (at or below the
+    /// page's pinned visible position), sorted in the query's order, after the page's start, at most `want`.
+    pub fn query(&self, shared: &ShardShared, query: &Query, want: usize, at: u64, from: PageFrom) -> Page {
+        let visible = from.visible.unwrap_or_else(|| shared.visible_position());
         let (lo, hi) = query.time_range();
-        if lo > hi || want == 0 {
-            return Vec::new();
-        }
-        let range = (lo, 0)..=(hi, u64::MAX);
-        let visible = shared.visible_position();
+        let Some(range) = from.range(lo, hi, query.order).filter(|_| want > 0) else {
+            return Page { events: Vec::new(), visible };
+        };
         let indexes: Vec<&TimeIndex> = match &query.event_type {
             Some(TypeFilter::Exact(t)) => {
                 self.by_type.get(entity_key(&query.tenant_id, t).as_str()).into_iter().collect()
@@ -117,14 +134,15 @@ impl LocalIndex {
                     .map(|(_, index)| index)
                     .collect()
             }
-            None => self.by_tenant.get(query.tenant_id.as_str()).into_iter().collect(),
+            None => self.by_tenant.get(query.tenant_id.as_str()).map(|t| &t.times).into_iter().collect(),
         };
         let keys = ranges(&indexes, range, query.order);
-        Merged::new(keys, query.order, |k: &(i64, u64)| *k)
+        let events = Merged::new(keys, query.order, |k: &(i64, u64)| *k)
             .filter(|(_, position)| *position <= visible)
             .filter_map(|(_, position)| shared.get_position_at(position, at))
             .take(want)
-            .collect()
+            .collect();
+        Page { events, visible }
     }
 }
 

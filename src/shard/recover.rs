@@ -93,8 +93,7 @@ struct Loader {
 impl Loader {
     fn insert(&mut self, event: StoredEvent, shared: &ShardShared) {
         self.last_timestamp_us = self.last_timestamp_us.max(event.timestamp_us());
-        self.index.insert(&event, &mut self.scratch, shared);
-        shared.insert(event, &mut self.scratch);
+        self.index.add(event, &mut self.scratch, shared);
     }
 }
 

@@ -17,7 +17,7 @@ use super::ordered_keys::OrderedKeys;
 use super::slots::PositionSlots;
 use super::txn::{CommitClock, Parts};
 use crate::event::StoredEvent;
-use crate::query::{fold_state, sort_key, EntityState, Order, Query};
+use crate::query::{fold_state, sort_key, EntityState, Order, Page, PageFrom, Query};
 
 /// An entity's events on this shard, in version order.
 #[derive(Debug, Default)]
@@ -281,17 +281,12 @@ impl ShardShared {
         self.recovered_count.load(Ordering::Acquire) + self.visible_position().saturating_sub(last)
     }
 
-    /// Entities of a tenant that have events on this shard visible at commit number `at`.
-    pub fn entity_count(&self, tenant_id: &str, at: u64) -> u64 {
-        let prefix = entity_key(tenant_id, "");
-        let visible = self.visible_position();
+    /// Whether an entity has an event on this shard at or below `visible` that a reader at commit number
+    /// `at` sees.
+    pub(crate) fn entity_seen(&self, tenant_id: &str, entity_id: &str, visible: u64, at: u64) -> bool {
         self.by_entity
-            .iter()
-            .filter(|e| {
-                e.key().starts_with(prefix.as_str())
-                    && e.value().positions.iter().take_while(|&&p| p <= visible).any(|&p| !self.parts.hidden(p, at))
-            })
-            .count() as u64
+            .get(entity_key(tenant_id, entity_id).as_str())
+            .is_some_and(|e| e.positions.iter().take_while(|&&p| p <= visible).any(|&p| !self.parts.hidden(p, at)))
     }
 
     /// Called once recovery has inserted every recovered event.
@@ -302,8 +297,9 @@ impl ShardShared {
     }
 
     /// Adds an event to the maps (shard executor only). Positions arrive in increasing order. `scratch`
-    /// is a reusable buffer, so the common case allocates nothing but the event.
-    pub(crate) fn insert(&self, event: StoredEvent, scratch: &mut String) {
+    /// is a reusable buffer, so the common case allocates nothing but the event. Returns whether it is
+    /// its entity's first event.
+    pub(crate) fn insert(&self, event: StoredEvent, scratch: &mut String) -> bool {
         let position = event.position();
         let ts = event.timestamp_us();
         let version = event.version();
@@ -315,15 +311,42 @@ impl ShardShared {
             entry.positions.push(position);
             entry.last_version = version;
         };
-        match self.by_entity.get_mut(scratch.as_str()) {
-            Some(mut entry) => update(&mut entry),
+        let first = match self.by_entity.get_mut(scratch.as_str()) {
+            Some(mut entry) => {
+                update(&mut entry);
+                false
+            }
             None => {
                 let mut entry = EntityEntry { ts_sorted: true, ..Default::default() };
                 update(&mut entry);
                 self.by_entity.insert(scratch.as_str().into(), entry);
+                true
+            }
+        };
+        self.events.insert(position, event);
+        first
+    }
+
+    /// After an aborted batch's part at `first..=last` (shard executor only): each entity of the part
+    /// whose latest event is in it continues from its version before the part, so readers never see a gap
+    /// in its versions and a writer that read its state can go on. Recovery drops the part too (an
+    /// aborted batch has a part that was never written). An entity that got a later event meanwhile (a
+    /// part of another batch, which does not wait for an undecided one) keeps the gap.
+    pub(crate) fn roll_back_versions(&self, first: u64, last: u64, scratch: &mut String) {
+        let mut done = std::collections::HashSet::new();
+        for position in first..=last {
+            let Some(event) = self.get_any(position) else { continue };
+            write_key(scratch, event.tenant_id(), event.entity_id());
+            if !done.insert(scratch.clone()) {
+                continue;
+            }
+            let Some(mut entry) = self.by_entity.get_mut(scratch.as_str()) else { continue };
+            if entry.positions.last().is_some_and(|&p| (first..=last).contains(&p)) {
+                let before = entry.positions.partition_point(|&p| p < first);
+                let previous = entry.positions[..before].iter().rev().find(|&&p| !self.parts.aborted(p));
+                entry.last_version = previous.and_then(|&p| self.get_any(p)).map_or(0, |e| e.version());
             }
         }
-        self.events.insert(position, event);
     }
 
     /// An event by position, including ones not yet visible (those: shard executor only). Lock-free.
@@ -444,31 +467,31 @@ impl ShardShared {
         self.by_type.insert(key.into(), keys);
     }
 
-    /// The visible events of one event type of a tenant in the query's time range and order, at most
-    /// `want`, read on the calling thread. `None` when this shard must answer itself: an event of that
-    /// type arrived with an earlier timestamp than one before it, so its in-order keys are not all of them.
-    pub fn type_query(&self, query: &Query, event_type: &str, want: usize, at: u64) -> Option<Vec<StoredEvent>> {
+    /// One page of the visible events of one event type of a tenant in the query's time range and order,
+    /// at most `want`, read on the calling thread. `None` when this shard must answer itself: an event of
+    /// that type arrived with an earlier timestamp than one before it, so its in-order keys are not all of them.
+    pub fn type_query(&self, query: &Query, event_type: &str, want: usize, at: u64, from: PageFrom) -> Option<Page> {
         let started = std::time::Instant::now();
-        let visible = self.visible_position();
+        let visible = from.visible.unwrap_or_else(|| self.visible_position());
         let keys = match self.by_type.get(entity_key(&query.tenant_id, event_type).as_str()) {
             Some(keys) => keys.clone(),
-            None => return Some(Vec::new()),
+            None => return Some(Page { events: Vec::new(), visible }),
         };
         if keys.has_late() {
             return None;
         }
         let (lo, hi) = query.time_range();
-        if lo > hi || want == 0 {
-            return Some(Vec::new());
-        }
-        let run = in_order_run(&keys, &((lo, 0)..=(hi, u64::MAX)));
+        let Some(range) = from.range(lo, hi, query.order).filter(|_| want > 0) else {
+            return Some(Page { events: Vec::new(), visible });
+        };
+        let run = in_order_run(&keys, &range);
         let fetch = |(_, position): (i64, u64)| (position <= visible).then(|| self.get_position_at(position, at)).flatten();
         let events = match query.order {
             Order::Asc => run.filter_map(fetch).take(want).collect(),
             Order::Desc => run.rev().filter_map(fetch).take(want).collect(),
         };
         self.stats.record_query(started.elapsed());
-        Some(events)
+        Some(Page { events, visible })
     }
 
     /// Positions of a tenant's events of one type with timestamps in `lo_us..=hi_us`, at most `visible`,

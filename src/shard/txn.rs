@@ -282,12 +282,40 @@ impl Parts {
 
     /// The first position a checkpoint must not cover: the start of the first part whose batch is not
     /// settled (a crash could still take one of its parts away, and recovery then drops this one too).
+    /// An aborted batch's part does not stop checkpoints: they leave it out (`aborted_ranges`).
     pub fn checkpoint_limit(&self) -> Option<u64> {
         if self.len.load(Ordering::Acquire) == 0 {
             return None;
         }
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.iter().find(|p| !p.batch.settled()).map(|p| p.first)
+        entries.iter().find(|p| !p.batch.settled() && !p.batch.aborted()).map(|p| p.first)
+    }
+
+    /// The positions of `batch`'s part on this shard if that batch was aborted.
+    pub fn aborted_part(&self, batch: u128) -> Option<(u64, u64)> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries.iter().find(|p| p.batch.id == batch && p.batch.aborted()).map(|p| (p.first, p.last))
+    }
+
+    /// Whether `position` belongs to an aborted batch's part.
+    pub fn aborted(&self, position: u64) -> bool {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let i = entries.partition_point(|p| p.last < position);
+        entries.get(i).is_some_and(|p| p.first <= position && p.batch.aborted())
+    }
+
+    /// The positions of aborted batches' parts within `first..=last`, ascending. A checkpoint leaves them
+    /// out and does not name their batch, so once it covers them no later recovery can find this part and
+    /// the batch stays dropped, as readers saw it.
+    pub fn aborted_ranges(&self, first: u64, last: u64) -> Vec<(u64, u64)> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries.iter().filter(|p| p.batch.aborted() && p.last >= first && p.first <= last).map(|p| (p.first, p.last)).collect()
     }
 
     /// The parts whose positions lie in `first..=last` (for a checkpoint's record of what it holds).
@@ -353,5 +381,8 @@ mod tests {
         t.abort();
         assert!(!t.part_acked(&clock) && !t.part_acked(&clock));
         assert!(a.hidden(1, clock.snapshot().seq));
+        assert_eq!(a.checkpoint_limit(), None, "checkpoints leave it out instead of waiting for it");
+        assert_eq!(a.aborted_ranges(1, 10), vec![(1, 1)]);
+        assert_eq!(a.aborted_ranges(2, 10), Vec::<(u64, u64)>::new());
     }
 }

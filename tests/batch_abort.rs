@@ -1,0 +1,97 @@
+//! Cross-shard batches aborted while the store runs: the caller gives up after one part was handed to its
+//! shard (an HTTP client that disconnects while another shard's inbox is full). That part is written but
+//! stays hidden; checkpoints go past it (leaving it out), the WAL it sits in is trimmed, and after a
+//! reopen it is gone while everything acknowledged is there.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{block_on, event};
+use tidelog::Query;
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_part_aborted_after_it_was_written_stays_hidden_and_does_not_hold_back_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = common::config(dir.path(), 2, 0);
+        config.queue_capacity = 1;
+        config
+    };
+    let store = tidelog::Store::open(config()).unwrap();
+    let on_shard = |shard: usize, prefix: &str| {
+        (0..).map(|i| format!("{prefix}{i}")).find(|e| store.shard_of("t", e) == shard).unwrap()
+    };
+    let (a, b) = (on_shard(0, "a"), on_shard(1, "b"));
+    let mut acked = Vec::new();
+    for n in 0..300u64 {
+        let entity = if n % 2 == 0 { &a } else { &b };
+        acked.push(block_on(store.append(event("t", entity, "before", n))).unwrap().id);
+    }
+
+    // Shard 1's executor is busy and its inbox full, so a batch's second part waits for room...
+    let release = Arc::new(AtomicBool::new(false));
+    block_on(store.spawn_on(1, {
+        let release = release.clone();
+        move |_| async move {
+            while !release.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }))
+    .unwrap();
+    let waiting = {
+        let (store, b) = (store.clone(), b.clone());
+        std::thread::spawn(move || block_on(store.append(event("t", &b, "queued", 0))).unwrap().id)
+    };
+    wait_until("shard 1's inbox is full", || store.status()[1].queue_depth >= 1);
+    let appended_before = store.status()[0].events_appended;
+    let batch: Vec<_> = (0..50u64).map(|n| event("t", if n % 2 == 0 { &a } else { &b }, "aborted", n)).collect();
+    let mut append = Box::pin(store.append_batch(batch));
+    assert!(block_on(futures_lite::future::poll_once(&mut append)).is_none(), "the second part waits for room");
+    // ...while shard 0 takes its part; then the caller gives up.
+    wait_until("shard 0 took its part", || store.status()[0].events_appended == appended_before + 25);
+    drop(append);
+    release.store(true, Ordering::Relaxed);
+    acked.push(waiting.join().unwrap());
+
+    let aborted = |store: &tidelog::Store| block_on(store.query(&Query::tenant("t").event_type("aborted"))).unwrap().events.len();
+    assert_eq!(aborted(&store), 0, "no part of an aborted batch is visible");
+    for n in 0..2_000u64 {
+        let entity = if n % 2 == 0 { &a } else { &b };
+        acked.push(block_on(store.append(event("t", entity, "after", n))).unwrap().id);
+    }
+    let covered = block_on(store.checkpoint()).unwrap();
+    let status = store.status();
+    for shard in 0..2 {
+        assert_eq!(covered[shard], status[shard].visible_position, "shard {shard}: the checkpoint covers everything written");
+    }
+    assert!(status[0].wal_segments_deleted > 0, "shard 0 trimmed the WAL holding the aborted part");
+    let stats = block_on(store.tenant_stats("t")).unwrap();
+    assert_eq!((stats.events, stats.entities), (acked.len() as u64, 2));
+    store.close().unwrap();
+
+    let store = tidelog::Store::open(config()).unwrap();
+    assert_eq!(aborted(&store), 0, "the aborted part is not in the checkpoint");
+    let reports = store.recovery_reports();
+    assert_eq!(reports.iter().map(|r| r.events()).sum::<u64>(), acked.len() as u64);
+    let mut stored: Vec<uuid::Uuid> =
+        block_on(store.query(&Query::tenant("t").limit(10_000))).unwrap().events.iter().map(|e| e.id()).collect();
+    stored.sort();
+    acked.sort();
+    assert_eq!(stored, acked, "exactly the acknowledged events");
+    // The store goes on: the entities' versions continue from what is stored.
+    let next = block_on(store.append(event("t", &a, "later", 0))).unwrap();
+    assert_eq!(next.version, 1 + 150 + 1_000);
+    store.close().unwrap();
+}
