@@ -15,6 +15,7 @@ pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactor
 pub(crate) use recover::{decide, Decisions};
 pub use shared::{entity_key, EntityEntry, ScanSlice, IdIndex, ShardLatency, ShardShared, ShardStats};
 pub use txn::{BatchState, CommitClock, OwnedSnapshot};
+pub(crate) use ordered_keys::OrderedKeys;
 
 use xxhash_rust::xxh3::Xxh3;
 

@@ -514,6 +514,31 @@ impl ShardShared {
         Some(positions)
     }
 
+    /// A tenant's event types on this shard with their in-order keys, for SQL scans that need no more of
+    /// an event than its type, timestamp and position. `None` when some type's keys are not all of its
+    /// events (see `type_query`). Read the visible position first: a late event below it has marked its
+    /// type already.
+    pub(crate) fn tenant_types(&self, tenant_id: &str) -> Option<Vec<(Box<str>, std::sync::Arc<OrderedKeys>)>> {
+        let prefix = entity_key(tenant_id, "");
+        let mut types = Vec::new();
+        for entry in self.by_type.iter() {
+            if let Some(event_type) = entry.key().strip_prefix(prefix.as_str()) {
+                if entry.value().has_late() {
+                    return None;
+                }
+                types.push((event_type.into(), entry.value().clone()));
+            }
+        }
+        Some(types)
+    }
+
+    /// A tenant's entity ids on this shard, for SQL scans that need no more of an event than its entity
+    /// and position. Holds each part of the entity map's lock only while it copies that part's keys.
+    pub(crate) fn tenant_entities(&self, tenant_id: &str) -> Vec<Box<str>> {
+        let prefix = entity_key(tenant_id, "");
+        self.by_entity.iter().filter_map(|entry| entry.key().strip_prefix(prefix.as_str()).map(Into::into)).collect()
+    }
+
     /// An entity's positions up to `visible`, in version (and so position) order. Holds the entity map's
     /// lock only to copy them.
     pub fn entity_positions_upto(&self, tenant_id: &str, entity_id: &str, visible: u64) -> Vec<u64> {

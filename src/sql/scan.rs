@@ -6,12 +6,23 @@
 //! copies one entity's positions; so an append is never held by a query for more than that copy. Each
 //! poll inspects at most [`SCAN_SLICE_POSITIONS`] positions, so one partition cannot hold the side
 //! runtime's worker either.
+//!
+//! A scan that projects only `position`, `tenant_id`, `event_type` and `timestamp` (counts by type, by
+//! time bucket, `count(*)`) reads the shard's per-type time index instead of the events: a full scan of
+//! the events touches every event's archived bytes, and those cache misses were most of such a query's
+//! time. Its batches hold one event type each, so the string columns are one-value dictionaries.
+//! Likewise a scan of only `position`, `tenant_id` and `entity_id` (counts by entity) reads the entity
+//! index.
 
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringBuilder};
+use arrow::array::{
+    Array, ArrayRef, DictionaryArray, FixedSizeBinaryArray, Int32Array, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray, UInt64Array,
+};
+use arrow::datatypes::Int32Type;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -22,13 +33,17 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Par
 
 use super::filter::ScanFilter;
 use crate::checkpoint::schema::{BatchBuilder, COLUMNS};
-use crate::shard::OwnedSnapshot;
+use crate::shard::{OrderedKeys, OwnedSnapshot};
 use crate::Store;
 
 /// Rows in one batch at most.
 pub const SCAN_BATCH_ROWS: usize = 8192;
 /// Positions one poll of a partition inspects at most (matching or not) before it yields.
 pub const SCAN_SLICE_POSITIONS: u64 = 65_536;
+/// The columns the per-type time index gives for every event without reading it.
+const TYPE_INDEX_COLUMNS: [&str; 4] = ["position", "tenant_id", "event_type", "timestamp"];
+/// The columns the entity index gives for every event without reading it.
+const ENTITY_INDEX_COLUMNS: [&str; 3] = ["position", "tenant_id", "entity_id"];
 
 /// The physical scan of the `events` table: one partition per shard.
 pub struct ShardScanExec {
@@ -115,6 +130,26 @@ enum Positions {
     Range { next: u64, last: u64 },
     /// An index's answer (an entity's or an event type's positions).
     List { positions: Vec<u64>, next: usize },
+    /// The per-type time index's keys, one event type after another; the events are not read.
+    Types(Vec<TypeRun>),
+    /// The entity index, one entity after another; the events are not read.
+    Entities(EntityRun),
+}
+
+/// The entities to read (`entities[next..]`) and the current one's positions, `positions[taken..]` to go.
+struct EntityRun {
+    entities: Vec<Box<str>>,
+    next: usize,
+    positions: Vec<u64>,
+    taken: usize,
+}
+
+/// One event type's in-order keys `(timestamp, position)`, `next..end` still to read.
+struct TypeRun {
+    event_type: Box<str>,
+    keys: Arc<OrderedKeys>,
+    next: usize,
+    end: usize,
 }
 
 impl Positions {
@@ -129,6 +164,7 @@ impl Positions {
                 *next += 1;
                 p
             }
+            Positions::Types(_) | Positions::Entities(_) => unreachable!("read without the events"),
         }
     }
 }
@@ -151,6 +187,8 @@ struct ShardScanner {
     schema: SchemaRef,
     remaining_rows: usize,
     snapshot: Arc<OwnedSnapshot>,
+    visible: u64,
+    projection: Vec<usize>,
 }
 
 impl ShardScanner {
@@ -159,8 +197,23 @@ impl ShardScanner {
         // The scan sees the events acknowledged when it starts, and no later ones.
         let visible = shared.visible_position();
         let filter = &exec.filter;
+        let index_only = filter.entity_ids.is_none() && exec.projection.iter().all(|&i| TYPE_INDEX_COLUMNS.contains(&COLUMNS[i]));
         let positions = if filter.nothing {
             Positions::List { positions: Vec::new(), next: 0 }
+        } else if let Some(runs) = index_only.then(|| type_runs(shared, &exec.tenant_id, filter)).flatten() {
+            Positions::Types(runs)
+        } else if filter.event_types.is_none()
+            && (filter.lo_us, filter.hi_us) == (i64::MIN, i64::MAX)
+            && exec.projection.iter().all(|&i| ENTITY_INDEX_COLUMNS.contains(&COLUMNS[i]))
+        {
+            let mut entities: Vec<Box<str>> = match &filter.entity_ids {
+                Some(ids) => ids.iter().map(|e| e.as_str().into()).collect(),
+                None => shared.tenant_entities(&exec.tenant_id),
+            };
+            // `IN ('a', 'a')` is one entity's rows once.
+            entities.sort_unstable();
+            entities.dedup();
+            Positions::Entities(EntityRun { entities, next: 0, positions: Vec::new(), taken: 0 })
         } else if let Some(entities) = &filter.entity_ids {
             let mut positions: Vec<u64> =
                 entities.iter().flat_map(|e| shared.entity_positions_upto(&exec.tenant_id, e, visible)).collect();
@@ -197,11 +250,116 @@ impl ShardScanner {
             schema: exec.schema.clone(),
             remaining_rows: exec.limit.unwrap_or(usize::MAX),
             snapshot: exec.snapshot.clone(),
+            visible,
+            projection: exec.projection.clone(),
         }
+    }
+
+    /// [`next_slice`](Self::next_slice) from the entity index: the positions of as many entities as fit.
+    fn next_entity_slice(&mut self) -> Slice {
+        let shared = self.store.shard(self.shard);
+        let Positions::Entities(run) = &mut self.positions else { unreachable!("an entity scan") };
+        let want = SCAN_BATCH_ROWS.min(self.remaining_rows);
+        // Rows' positions, their keys into `entities` (the batch's dictionary of entity ids).
+        let (mut positions, mut keys, mut entities) = (Vec::new(), Vec::new(), Vec::<&str>::new());
+        let mut inspected = 0;
+        while positions.len() < want && inspected < SCAN_SLICE_POSITIONS as usize {
+            if run.taken == run.positions.len() {
+                let Some(entity) = run.entities.get(run.next) else { break };
+                run.next += 1;
+                run.positions = shared.entity_positions_upto(&self.tenant_id, entity, self.visible);
+                run.taken = 0;
+                continue;
+            }
+            let entity = &*run.entities[run.next - 1];
+            if entities.last() != Some(&entity) {
+                entities.push(entity);
+            }
+            let key = entities.len() as i32 - 1;
+            let take = (run.positions.len() - run.taken).min(want - positions.len()).min(SCAN_SLICE_POSITIONS as usize - inspected);
+            for &position in &run.positions[run.taken..run.taken + take] {
+                if !shared.parts.hidden(position, self.snapshot.seq) {
+                    positions.push(position);
+                    keys.push(key);
+                }
+            }
+            run.taken += take;
+            inspected += take;
+        }
+        let done = run.next == run.entities.len() && run.taken == run.positions.len();
+        if positions.is_empty() {
+            return if done || self.remaining_rows == 0 { Slice::Done } else { Slice::Nothing };
+        }
+        self.remaining_rows -= positions.len();
+        let rows = positions.len();
+        let position: ArrayRef = Arc::new(UInt64Array::from(positions));
+        let entity_id: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::new(Int32Array::from(keys), Arc::new(StringArray::from(entities))));
+        let columns = self
+            .projection
+            .iter()
+            .map(|&i| match COLUMNS[i] {
+                "position" => position.clone(),
+                "entity_id" => entity_id.clone(),
+                "tenant_id" => one_value(&self.tenant_id, rows),
+                other => unreachable!("{other} is not in the entity index"),
+            })
+            .collect();
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        Slice::Batch(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options).map_err(Into::into))
+    }
+
+    /// [`next_slice`](Self::next_slice) from the per-type time index: up to [`SCAN_SLICE_POSITIONS`]
+    /// keys of one event type.
+    fn next_index_slice(&mut self) -> Slice {
+        let shared = self.store.shard(self.shard);
+        let Positions::Types(runs) = &mut self.positions else { unreachable!("an index scan") };
+        let Some(run) = runs.last_mut().filter(|_| self.remaining_rows > 0) else { return Slice::Done };
+        let want = SCAN_BATCH_ROWS.min(self.remaining_rows);
+        let stop = run.end.min(run.next + SCAN_SLICE_POSITIONS as usize);
+        let (mut positions, mut stamps) = (Vec::with_capacity(want), Vec::with_capacity(want));
+        while run.next < stop && positions.len() < want {
+            let (timestamp_us, position) = run.keys.get(run.next);
+            run.next += 1;
+            // The index also holds accepted events not yet acknowledged, and parts of cross-shard batches
+            // the snapshot does not see.
+            if position <= self.visible && !shared.parts.hidden(position, self.snapshot.seq) {
+                positions.push(position);
+                stamps.push(timestamp_us);
+            }
+        }
+        let event_type = run.event_type.clone();
+        if run.next == run.end {
+            runs.pop();
+        }
+        if positions.is_empty() {
+            return Slice::Nothing;
+        }
+        self.remaining_rows -= positions.len();
+        let rows = positions.len();
+        let position: ArrayRef = Arc::new(UInt64Array::from(positions));
+        let timestamp: ArrayRef = Arc::new(TimestampMicrosecondArray::from(stamps).with_timezone("UTC"));
+        let columns = self
+            .projection
+            .iter()
+            .map(|&i| match COLUMNS[i] {
+                "position" => position.clone(),
+                "timestamp" => timestamp.clone(),
+                "tenant_id" => one_value(&self.tenant_id, rows),
+                "event_type" => one_value(&event_type, rows),
+                other => unreachable!("{other} is not in the type index"),
+            })
+            .collect();
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        Slice::Batch(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options).map_err(Into::into))
     }
 
     /// Inspects up to [`SCAN_SLICE_POSITIONS`] positions and returns the rows found, if any.
     fn next_slice(&mut self) -> Slice {
+        match self.positions {
+            Positions::Types(_) => return self.next_index_slice(),
+            Positions::Entities(_) => return self.next_entity_slice(),
+            _ => {}
+        }
         let shared = self.store.shard(self.shard);
         let mut done = self.remaining_rows == 0;
         let mut inspected = 0u64;
@@ -243,6 +401,30 @@ impl ShardScanner {
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         Ok(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?)
     }
+}
+
+/// A dictionary column of `rows` times one value.
+fn one_value(value: &str, rows: usize) -> ArrayRef {
+    Arc::new(DictionaryArray::<Int32Type>::new(Int32Array::from(vec![0; rows]), Arc::new(StringArray::from(vec![value]))))
+}
+
+/// The tenant's event types on the shard that pass the filter, each with its keys in the filter's time
+/// range; `None` when the index cannot answer (a type's keys are not all of its events).
+fn type_runs(shared: &crate::shard::ShardShared, tenant_id: &str, filter: &ScanFilter) -> Option<Vec<TypeRun>> {
+    let types = shared.tenant_types(tenant_id)?;
+    let wanted = |t: &str| filter.event_types.as_ref().is_none_or(|types| types.iter().any(|w| w == t));
+    let runs = types
+        .into_iter()
+        .filter(|(event_type, _)| wanted(event_type))
+        .map(|(event_type, keys)| {
+            let n = keys.len();
+            let next = keys.partition_point(n, |k| *k < (filter.lo_us, 0));
+            let end = keys.partition_point(n, |k| *k <= (filter.hi_us, u64::MAX)).max(next);
+            TypeRun { event_type, keys, next, end }
+        })
+        .filter(|run| run.next < run.end)
+        .collect();
+    Some(runs)
 }
 
 /// 16-byte ids as hyphenated UUID text.
