@@ -28,14 +28,21 @@ fn run_and_kill_with(dir: &std::path::Path, fsync_interval_ms: u32, kill_after: 
         .spawn()
         .expect("start tidelog");
     let stdout = child.stdout.take().unwrap();
+    let (first_ack, got_first) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut acks = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             acks.extend(parse_ack(&line));
+            if acks.len() == 1 {
+                let _ = first_ack.send(());
+            }
         }
         acks
     });
+    // Kill mid-stream: `kill_after` from the first acknowledgement, however long the open took (recovery
+    // of the earlier rounds, a busy machine). No acknowledgement within 20 s fails the test below.
+    let _ = got_first.recv_timeout(Duration::from_secs(20));
     std::thread::sleep(kill_after);
     child.kill().expect("SIGKILL"); // std's kill() sends SIGKILL on Unix
     let status = child.wait().unwrap();

@@ -99,6 +99,8 @@ pub struct ShardShared {
     /// Every event id of the store -> (shard, position), shared by all shards, so claiming an id is one
     /// atomic step whichever shards race for it. `RESERVED` while a prepared batch holds it.
     ids: std::sync::Arc<IdIndex>,
+    /// In `ENTITY_MAP_PARTS` parts, each under its own lock: a reader that walks the map (an SQL scan
+    /// listing a tenant's entities) holds one part at a time, so an append waits at most for one part.
     by_entity: DashMap<Box<str>, EntityEntry, RandomState>,
     /// Each event type's in-order time keys (`tenant \0 type`), shared with the shard's local index; see
     /// `type_query`.
@@ -114,6 +116,9 @@ pub struct ShardShared {
     failed_for_space: std::sync::atomic::AtomicBool,
     pub stats: ShardStats,
 }
+
+/// Parts (locks) of a shard's entity map.
+const ENTITY_MAP_PARTS: usize = 64;
 
 /// What one call of [`ShardShared::scan_after`] found.
 #[derive(Debug, Default)]
@@ -171,7 +176,7 @@ impl ShardShared {
             events: PositionSlots::new(),
             recovered_count: AtomicU64::new(0),
             recovered_last_position: AtomicU64::new(0),
-            by_entity: DashMap::default(),
+            by_entity: DashMap::with_hasher_and_shard_amount(RandomState::default(), ENTITY_MAP_PARTS),
             by_type: DashMap::default(),
             visible_position: AtomicU64::new(0),
             failure: OnceLock::new(),

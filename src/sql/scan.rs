@@ -2,8 +2,9 @@
 //! side runtime's thread (lock-free slots up to the visible position, so only acknowledged events) and
 //! builds Arrow batches of the projected columns, one bounded slice at a time.
 //!
-//! A scan never takes a lock the shard's appends wait on, except the entity map's for as long as it
-//! copies one entity's positions; so an append is never held by a query for more than that copy. Each
+//! A scan never takes a lock the shard's appends wait on, except the entity map's: for as long as it
+//! copies one entity's positions, or (listing a tenant's entities) the keys of one of the map's 64
+//! parts; so an append is never held by a query for more than such a copy. Each
 //! poll inspects at most [`SCAN_SLICE_POSITIONS`] positions, so one partition cannot hold the side
 //! runtime's worker either.
 //!
