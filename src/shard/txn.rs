@@ -238,9 +238,14 @@ impl Parts {
         if self.len.load(Ordering::Acquire) == 0 {
             return false;
         }
+        self.part_at(position, |p| !p.batch.visible_at(at))
+    }
+
+    /// Whether `position` belongs to a part for which `test` holds.
+    fn part_at(&self, position: u64, test: impl Fn(&Part) -> bool) -> bool {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let i = entries.partition_point(|p| p.last < position);
-        entries.get(i).is_some_and(|p| p.first <= position && !p.batch.visible_at(at))
+        entries.get(i).is_some_and(|p| p.first <= position && test(p))
     }
 
     /// The first position at or after `from` that a reader at `at` must not see yet (hidden parts of
@@ -302,9 +307,7 @@ impl Parts {
         if self.len.load(Ordering::Acquire) == 0 {
             return false;
         }
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let i = entries.partition_point(|p| p.last < position);
-        entries.get(i).is_some_and(|p| p.first <= position && p.batch.aborted())
+        self.part_at(position, |p| p.batch.aborted())
     }
 
     /// The positions of aborted batches' parts within `first..=last`, ascending. A checkpoint leaves them
