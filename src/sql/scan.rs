@@ -295,16 +295,17 @@ impl ShardScanner {
         let rows = positions.len();
         let position: ArrayRef = Arc::new(UInt64Array::from(positions));
         let entity_id: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::new(Int32Array::from(keys), Arc::new(StringArray::from(entities))));
-        let columns = self
-            .projection
-            .iter()
-            .map(|&i| match COLUMNS[i] {
-                "position" => position.clone(),
-                "entity_id" => entity_id.clone(),
-                "tenant_id" => one_value(&self.tenant_id, rows),
-                other => unreachable!("{other} is not in the entity index"),
-            })
-            .collect();
+        self.index_batch(rows, |column| match column {
+            "position" => position.clone(),
+            "entity_id" => entity_id.clone(),
+            "tenant_id" => one_value(&self.tenant_id, rows),
+            other => unreachable!("{other} is not in the entity index"),
+        })
+    }
+
+    /// A batch of `rows` rows from an index scan: each projected column as `column` builds it by name.
+    fn index_batch(&self, rows: usize, column: impl Fn(&str) -> ArrayRef) -> Slice {
+        let columns = self.projection.iter().map(|&i| column(COLUMNS[i])).collect();
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
         Slice::Batch(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options).map_err(Into::into))
     }
@@ -339,19 +340,13 @@ impl ShardScanner {
         let rows = positions.len();
         let position: ArrayRef = Arc::new(UInt64Array::from(positions));
         let timestamp: ArrayRef = Arc::new(TimestampMicrosecondArray::from(stamps).with_timezone("UTC"));
-        let columns = self
-            .projection
-            .iter()
-            .map(|&i| match COLUMNS[i] {
-                "position" => position.clone(),
-                "timestamp" => timestamp.clone(),
-                "tenant_id" => one_value(&self.tenant_id, rows),
-                "event_type" => one_value(&event_type, rows),
-                other => unreachable!("{other} is not in the type index"),
-            })
-            .collect();
-        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-        Slice::Batch(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options).map_err(Into::into))
+        self.index_batch(rows, |column| match column {
+            "position" => position.clone(),
+            "timestamp" => timestamp.clone(),
+            "tenant_id" => one_value(&self.tenant_id, rows),
+            "event_type" => one_value(&event_type, rows),
+            other => unreachable!("{other} is not in the type index"),
+        })
     }
 
     /// Inspects up to [`SCAN_SLICE_POSITIONS`] positions and returns the rows found, if any.
