@@ -3,6 +3,7 @@
 //! Reads scoped to one entity or id go straight to the shards' maps from the calling thread.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -122,16 +123,18 @@ impl Store {
         let mut recovered = Vec::with_capacity(meta.shards);
         let mut failure = None;
         let published = Arc::new(event_listener::Event::new());
-        let ids: Arc<IdIndex> = Arc::default();
+        let checkpoint_dirs: Vec<PathBuf> = (0..meta.shards).map(|k| dir.join(format!("shard-{k}")).join("checkpoints")).collect();
+        // The checkpoints' event counts size the id maps (a hint: the WAL tail adds to it).
+        let expected_events: Vec<usize> = (0..meta.shards)
+            .map(|k| Manifest::load(&checkpoint_dirs[k], k as u32).map_or(0, |m| m.events() as usize))
+            .collect();
+        let ids = Arc::new(IdIndex::new(&expected_events));
         let clock: Arc<CommitClock> = Arc::default();
         for k in 0..meta.shards {
             let (inbox, inbox_rx) = flume::bounded(config.queue_capacity);
             let (control, control_rx) = flume::unbounded();
-            // The checkpoints' event count sizes the maps (a hint: the WAL tail adds to it).
-            let checkpoint_dir = dir.join(format!("shard-{k}")).join("checkpoints");
-            let expected_events = Manifest::load(&checkpoint_dir, k as u32).map_or(0, |m| m.events() as usize);
-            let shared =
-                Arc::new(ShardShared::with_capacity(k as u32, published.clone(), ids.clone(), clock.clone(), expected_events));
+            let checkpoint_dir = checkpoint_dirs[k].clone();
+            let shared = Arc::new(ShardShared::with_indexes(k as u32, published.clone(), ids.clone(), clock.clone()));
             let ctx = ShardContext {
                 shared: shared.clone(),
                 wal_dir: dir.join(format!("shard-{k}")).join("wal"),
@@ -531,7 +534,7 @@ impl Store {
 
     /// An event by id, if it exists in `tenant_id`.
     pub fn get(&self, tenant_id: &str, id: &Uuid) -> Option<StoredEvent> {
-        let (shard, _) = self.inner.shards[0].shared.id_owner(id)?;
+        let (shard, _) = self.inner.shards[0].shared.id_stored(id)?;
         self.inner.shards.get(shard as usize)?.shared.get_by_id(tenant_id, id)
     }
 

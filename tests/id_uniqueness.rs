@@ -45,3 +45,65 @@ fn racing_appends_of_one_id_to_entities_on_different_shards_store_it_once() {
     assert!(ids.len() >= 190, "most rounds store their id once: {}", ids.len());
     store.close().unwrap();
 }
+
+/// Ids stored before the store opened are not claims of this run: they still belong to their event,
+/// whichever shard a later append sends them to, in a lone append, a batch or a race.
+#[test]
+fn ids_stored_before_a_reopen_stay_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path(), 2, 0);
+    let on_shard = |store: &tidelog::Store, shard: usize| {
+        (0..).map(|i| format!("e{i}")).filter(|e| store.shard_of("t", e) == shard).take(4).collect::<Vec<_>>()
+    };
+    let (zero, one) = (on_shard(&store, 0), on_shard(&store, 1));
+    let ids: Vec<uuid::Uuid> = (1..=20u128).map(uuid::Uuid::from_u128).collect();
+    let mut originals = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        // Half the ids on each shard.
+        let entity = if k % 2 == 0 { &zero[0] } else { &one[0] };
+        originals.push(common::block_on(store.append(common::event("t", entity, "x", k as u64).with_id(*id))).unwrap());
+    }
+    store.close().unwrap();
+
+    let store = common::open(dir.path(), 2, 0);
+    for (k, id) in ids.iter().enumerate() {
+        let (home, away) = if k % 2 == 0 { (&zero, &one) } else { (&one, &zero) };
+        // To an entity on the other shard, alone: refused.
+        match common::block_on(store.append(common::event("t", &away[1], "x", 0).with_id(*id))) {
+            Err(tidelog::Error::IdConflict { .. }) => {}
+            other => panic!("id {id} stored on another shard before the reopen: {other:?}"),
+        }
+        // In a cross-shard batch that puts it on the other shard: refused, nothing of the batch stored.
+        let batch = vec![common::event("t", &home[2], "y", 0), common::event("t", &away[2], "x", 0).with_id(*id)];
+        match common::block_on(store.append_batch(batch)) {
+            Err(tidelog::Error::IdConflict { .. }) => {}
+            other => panic!("batch reusing id {id} on another shard: {other:?}"),
+        }
+        // To its own entity again: the original, nothing written.
+        let again = common::block_on(store.append(common::event("t", &home[0], "x", k as u64).with_id(*id))).unwrap();
+        assert!(again.duplicate, "a repeat of a stored id is acknowledged as the original");
+        assert_eq!((again.shard, again.position), (originals[k].shard, originals[k].position));
+        assert_eq!(store.get("t", id).map(|e| e.position()), Some(originals[k].position));
+    }
+    // Racing threads sending the stored ids to both shards: still one event per id.
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        for thread in 0..2usize {
+            let (store, barrier, ids, zero, one) = (&store, &barrier, &ids, &zero, &one);
+            scope.spawn(move || {
+                barrier.wait();
+                for id in ids {
+                    let entity = if thread == 0 { &zero[3] } else { &one[3] };
+                    match common::block_on(store.append(common::event("t", entity, "x", 0).with_id(*id))) {
+                        Ok(ack) => assert!(ack.duplicate, "id {id} stored again on {entity}"),
+                        Err(tidelog::Error::IdConflict { .. }) => {}
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                }
+            });
+        }
+    });
+    let stored = common::block_on(store.query(&Query::tenant("t").limit(10_000))).unwrap().events;
+    assert_eq!(stored.len(), ids.len(), "only the original events are stored");
+    store.close().unwrap();
+}

@@ -18,7 +18,8 @@ use uuid::Uuid;
 use super::checkpointer::Checkpointer;
 use super::holds::{entity_hashes, Holds};
 use super::index::LocalIndex;
-use super::shared::{write_key, ShardShared, RESERVED};
+use super::ids::RESERVED;
+use super::shared::{write_key, ShardShared};
 use super::txn::{BatchState, CommitClock};
 use crate::checkpoint::{CheckpointDamage, CheckpointSettings};
 use crate::coordinator::AppendAck;
@@ -368,7 +369,6 @@ impl Core {
     fn accept_planned(&mut self, events: Vec<(usize, NewEvent)>, plan: Vec<Planned>, reply: Reply) {
         let accepted = std::time::Instant::now();
         let mut acks: Vec<(usize, AppendAck)> = Vec::with_capacity(events.len());
-        let keys = matches!(reply, Reply::Part(..)).then(|| entity_hashes(&events));
         let first = self.next_position;
         if let Reply::Part(_, batch) = &reply {
             let new_events = plan.iter().filter(|p| matches!(p, Planned::New { .. })).count();
@@ -380,14 +380,14 @@ impl Core {
         }
         let now_us = self.now_us();
         let wait_for = self.apply(events.into_iter(), plan, now_us, &mut acks);
-        if let (Reply::Part(_, batch), Some(keys)) = (&reply, keys) {
+        if let Reply::Part(_, batch) = &reply {
             if self.next_position > first {
                 // Registered before anything of the part can be acknowledged, so never seen early.
                 self.shared.parts.add(first, self.next_position - 1, batch.clone());
                 self.checkpointer.note_part(first, self.next_position - 1, batch.id);
                 // Decided already (its other parts acked first, or aborted): its Decided came before it.
                 if !batch.decided_yet() {
-                    self.holds.hold(batch.id, keys, false);
+                    self.holds.hold_undecided(batch.id, first, self.next_position - 1);
                 }
             } else {
                 // Only repeats of stored events: nothing here to sync or to hide.
@@ -449,7 +449,9 @@ impl Core {
         let part = matches!(reply, Reply::Part(..));
         if self.holds.may_block(part) {
             let keys = entity_hashes(&events);
-            if self.holds.blocks(&keys, part) {
+            let shared = &self.shared;
+            let scratch = &mut self.scratch;
+            if self.holds.blocks(&events, &keys, part, &mut |t, e| shared.entity_last_position_any(write_key(scratch, t, e))) {
                 self.holds.park(events, reply, keys);
                 return;
             }
@@ -475,7 +477,7 @@ impl Core {
         }
         let plan = self.plan(&events)?;
         let claimed = events.iter().filter_map(|(_, e)| e.id).filter(|id| self.shared.id_owner(id) == Some((self.shard(), RESERVED))).collect();
-        self.holds.hold(batch.id, keys, true);
+        self.holds.hold_prepared(batch.id, keys);
         let new_events = plan.iter().filter(|p| matches!(p, Planned::New { .. })).count();
         self.prepared.insert(batch.id, Prepared { events, plan, batch, claimed });
         Ok(new_events)
@@ -518,7 +520,9 @@ impl Core {
     }
 
     fn unpark(&mut self) {
-        for parked in self.holds.unblocked() {
+        let shared = &self.shared;
+        let scratch = &mut self.scratch;
+        for parked in self.holds.unblocked(|t, e| shared.entity_last_position_any(write_key(scratch, t, e))) {
             self.append(parked.events, parked.reply);
         }
     }

@@ -1,12 +1,13 @@
 //! The entities a shard holds back for cross-shard batches, and the appends waiting on them.
 //!
-//! Two kinds of hold, both per entity (by a 64-bit hash of tenant and entity: a collision only makes an
-//! append wait a little, never lets one through):
-//! - a *prepared* batch holds its entities from Prepare to Commit or Abort: nothing may change their
-//!   versions, so Commit applies the plan made at Prepare;
-//! - an *undecided* part (written, its batch not yet committed) holds its entities against later single
-//!   appends, so an entity's versions become visible in order. Other parts do not wait on it (two
-//!   parts waiting on each other across shards would deadlock; see `docs/BATCHES.md`).
+//! Two kinds of hold:
+//! - a *prepared* batch holds its entities (by a 64-bit hash of tenant and entity: a collision only makes
+//!   an append wait a little, never lets one through) from Prepare to Commit or Abort: nothing may change
+//!   their versions, so Commit applies the plan made at Prepare;
+//! - an *undecided* part (written, its batch not yet committed) holds its positions: a later single
+//!   append waits if its entity's latest event is among them, so an entity's versions become visible in
+//!   order. Held by range, a part costs nothing per event. Other parts do not wait on it (two parts
+//!   waiting on each other across shards would deadlock; see `docs/BATCHES.md`).
 //!
 //! Appends to other entities never wait. A waiting append also holds back later appends to its own
 //! entities, so each entity's appends keep their arrival order.
@@ -43,9 +44,10 @@ pub(crate) struct Parked {
 #[derive(Default)]
 pub(crate) struct Holds {
     prepared: HashMap<u64, u32>,
-    undecided: HashMap<u64, u32>,
-    /// What each batch holds here, and whether as prepared.
-    by_txn: HashMap<u128, (Vec<u64>, bool)>,
+    /// What each prepared batch holds here.
+    prepared_by_txn: HashMap<u128, Vec<u64>>,
+    /// Each undecided part's positions (first, last), by batch.
+    undecided: HashMap<u128, (u64, u64)>,
     parked: VecDeque<Parked>,
     parked_keys: HashMap<u64, u32>,
 }
@@ -73,11 +75,25 @@ impl Holds {
         !self.prepared.is_empty() || !self.parked.is_empty() || (!part && !self.undecided.is_empty())
     }
 
-    /// Whether an append to `keys` must wait.
-    pub fn blocks(&self, keys: &[u64], part: bool) -> bool {
-        keys.iter().any(|k| {
-            self.prepared.contains_key(k) || self.parked_keys.contains_key(k) || (!part && self.undecided.contains_key(k))
-        })
+    /// Whether an append of `events` (entity hashes `keys`) must wait. `last_position` gives an entity's
+    /// latest position, acknowledged or not.
+    pub fn blocks(
+        &self,
+        events: &[(usize, NewEvent)],
+        keys: &[u64],
+        part: bool,
+        last_position: &mut impl FnMut(&str, &str) -> Option<u64>,
+    ) -> bool {
+        keys.iter().any(|k| self.prepared.contains_key(k) || self.parked_keys.contains_key(k))
+            || (!part
+                && !self.undecided.is_empty()
+                && events.iter().any(|(_, e)| {
+                    last_position(&e.tenant_id, &e.entity_id).is_some_and(|p| self.undecided_at(p))
+                }))
+    }
+
+    fn undecided_at(&self, position: u64) -> bool {
+        self.undecided.values().any(|&(first, last)| (first..=last).contains(&position))
     }
 
     /// The index of the first of `keys` a prepared batch holds.
@@ -85,17 +101,25 @@ impl Holds {
         keys.iter().position(|k| self.prepared.contains_key(k))
     }
 
-    pub fn hold(&mut self, txn: u128, keys: Vec<u64>, prepared: bool) {
-        add(if prepared { &mut self.prepared } else { &mut self.undecided }, &keys);
-        let previous = self.by_txn.insert(txn, (keys, prepared));
-        debug_assert!(previous.is_none(), "a batch holds once at a time");
+    pub fn hold_prepared(&mut self, txn: u128, keys: Vec<u64>) {
+        add(&mut self.prepared, &keys);
+        let previous = self.prepared_by_txn.insert(txn, keys);
+        debug_assert!(previous.is_none(), "a batch is prepared once");
+    }
+
+    /// Holds a written part's positions `first..=last` until its batch is decided.
+    pub fn hold_undecided(&mut self, txn: u128, first: u64, last: u64) {
+        debug_assert!(first <= last);
+        let previous = self.undecided.insert(txn, (first, last));
+        debug_assert!(previous.is_none(), "a batch has one part per shard");
     }
 
     /// Lets go of what `txn` holds here (nothing if it holds nothing).
     pub fn release(&mut self, txn: u128) {
-        if let Some((keys, prepared)) = self.by_txn.remove(&txn) {
-            remove(if prepared { &mut self.prepared } else { &mut self.undecided }, &keys);
+        if let Some(keys) = self.prepared_by_txn.remove(&txn) {
+            remove(&mut self.prepared, &keys);
         }
+        self.undecided.remove(&txn);
     }
 
     pub fn park(&mut self, events: Vec<(usize, NewEvent)>, reply: Reply, keys: Vec<u64>) {
@@ -104,7 +128,7 @@ impl Holds {
     }
 
     /// The waiting appends that may go now, in arrival order; the others keep waiting.
-    pub fn unblocked(&mut self) -> Vec<Parked> {
+    pub fn unblocked(&mut self, mut last_position: impl FnMut(&str, &str) -> Option<u64>) -> Vec<Parked> {
         if self.parked.is_empty() {
             return Vec::new();
         }
@@ -113,7 +137,7 @@ impl Holds {
         let mut ready = Vec::new();
         for parked in waiting {
             let part = matches!(parked.reply, Reply::Part(..));
-            if self.blocks(&parked.keys, part) {
+            if self.blocks(&parked.events, &parked.keys, part, &mut last_position) {
                 add(&mut self.parked_keys, &parked.keys);
                 self.parked.push_back(parked);
             } else {

@@ -3,6 +3,7 @@
 mod actor;
 mod checkpointer;
 mod holds;
+mod ids;
 mod index;
 mod ordered_keys;
 mod recover;
@@ -13,9 +14,10 @@ mod txn;
 pub(crate) use actor::ShardContext;
 pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Opening, Reply, ShardMsg};
 pub(crate) use recover::{decide, Decisions};
-pub use shared::{entity_key, EntityEntry, ScanSlice, IdIndex, ShardLatency, ShardShared, ShardStats};
+pub use shared::{entity_key, EntityEntry, ScanSlice, ShardLatency, ShardShared, ShardStats};
 pub use txn::{BatchState, CommitClock, OwnedSnapshot};
 pub(crate) use ordered_keys::OrderedKeys;
+pub use ids::{IdIndex, RESERVED};
 
 use xxhash_rust::xxh3::Xxh3;
 

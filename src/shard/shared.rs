@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use uuid::Uuid;
 
+use super::ids::IdIndex;
 use super::index::in_order_run;
 use super::ordered_keys::OrderedKeys;
 use super::slots::PositionSlots;
@@ -96,8 +97,7 @@ pub struct ShardShared {
     /// visible event count follows from the visible position.
     recovered_count: AtomicU64,
     recovered_last_position: AtomicU64,
-    /// Every event id of the store -> (shard, position), shared by all shards, so claiming an id is one
-    /// atomic step whichever shards race for it. `RESERVED` while a prepared batch holds it.
+    /// The store's event ids, shared by all shards (see `ids.rs`).
     ids: std::sync::Arc<IdIndex>,
     /// In `ENTITY_MAP_PARTS` parts, each under its own lock: a reader that walks the map (an SQL scan
     /// listing a tenant's entities) holds one part at a time, so an append waits at most for one part.
@@ -130,12 +130,6 @@ pub struct ScanSlice {
     pub reached_end: bool,
 }
 
-/// The store's id index: id -> (shard, position).
-pub type IdIndex = DashMap<Uuid, (u32, u64), RandomState>;
-
-/// The position of an id claimed by a prepared batch that has not written it yet.
-pub const RESERVED: u64 = u64::MAX;
-
 /// The index key of a name within a tenant (an entity id or an event type). `tenant_id` cannot contain
 /// NUL, so the key is unambiguous.
 pub fn entity_key(tenant_id: &str, name: &str) -> String {
@@ -155,17 +149,16 @@ pub fn write_key<'a>(buf: &'a mut String, tenant_id: &str, name: &str) -> &'a st
 
 impl ShardShared {
     pub fn new(index: u32, published: std::sync::Arc<event_listener::Event>) -> ShardShared {
-        ShardShared::with_capacity(index, published, Default::default(), Default::default(), 0)
+        let ids = IdIndex::new(&vec![0; index as usize + 1]);
+        ShardShared::with_indexes(index, published, std::sync::Arc::new(ids), Default::default())
     }
 
-    /// Sized for `expected_events` (what recovery will load), so the id map does not grow, and rehash,
-    /// twenty times on the way.
-    pub fn with_capacity(
+    /// A shard of a store whose shards share `ids` and `clock`.
+    pub fn with_indexes(
         index: u32,
         published: std::sync::Arc<event_listener::Event>,
         ids: std::sync::Arc<IdIndex>,
         clock: std::sync::Arc<CommitClock>,
-        _expected_events: usize,
     ) -> ShardShared {
         ShardShared {
             index,
@@ -308,7 +301,7 @@ impl ShardShared {
         let position = event.position();
         let ts = event.timestamp_us();
         let version = event.version();
-        self.ids.insert(event.id(), (self.index, position));
+        self.ids.store(self.index, event.id(), position);
         write_key(scratch, event.tenant_id(), event.entity_id());
         let update = |entry: &mut EntityEntry| {
             entry.ts_sorted &= entry.positions.is_empty() || ts >= entry.last_timestamp_us;
@@ -361,29 +354,33 @@ impl ShardShared {
 
     /// Where an event id is stored or claimed, on any shard, visible or not.
     pub(crate) fn id_owner(&self, id: &Uuid) -> Option<(u32, u64)> {
-        self.ids.get(id).map(|p| *p)
+        self.ids.owner(id)
     }
 
-    /// Claims an id for this shard (a prepared batch's event): fails with the current owner if the id is
-    /// stored or claimed already. One atomic step across all shards.
+    /// Claims a client-given id for this shard: fails with the current owner if the id is stored or
+    /// claimed already. One atomic step across all shards.
     pub(crate) fn claim_id(&self, id: Uuid) -> Result<(), (u32, u64)> {
-        match self.ids.entry(id) {
-            dashmap::Entry::Occupied(owner) => Err(*owner.get()),
-            dashmap::Entry::Vacant(slot) => {
-                slot.insert((self.index, RESERVED));
-                Ok(())
-            }
-        }
+        self.ids.claim(self.index, id)
     }
 
     /// Gives back an id claimed by [`ShardShared::claim_id`] and never written.
     pub(crate) fn release_id(&self, id: &Uuid) {
-        self.ids.remove_if(id, |_, owner| *owner == (self.index, RESERVED));
+        self.ids.release(self.index, id);
+    }
+
+    /// Where a stored event id is (shard, position), on any shard.
+    pub(crate) fn id_stored(&self, id: &Uuid) -> Option<(u32, u64)> {
+        self.ids.stored(id)
     }
 
     /// The latest version of an entity, including unacknowledged events (shard executor only).
     pub(crate) fn entity_version_any(&self, key: &str) -> u64 {
         self.by_entity.get(key).map_or(0, |e| e.last_version)
+    }
+
+    /// The latest position of an entity, including unacknowledged events (shard executor only).
+    pub(crate) fn entity_last_position_any(&self, key: &str) -> Option<u64> {
+        self.by_entity.get(key).and_then(|e| e.positions.last().copied())
     }
 
     /// A visible event by position.
@@ -401,10 +398,7 @@ impl ShardShared {
 
     /// A visible event by id, if it is on this shard and belongs to `tenant_id`.
     pub fn get_by_id(&self, tenant_id: &str, id: &Uuid) -> Option<StoredEvent> {
-        let (shard, position) = *self.ids.get(id)?;
-        if shard != self.index {
-            return None;
-        }
+        let position = self.ids.stored_on(self.index, id)?;
         self.get_position(position).filter(|e| e.tenant_id() == tenant_id)
     }
 
