@@ -20,10 +20,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, DictionaryArray, FixedSizeBinaryArray, Int32Array, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray, UInt64Array,
+    Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray, UInt64Array,
 };
-use arrow::datatypes::Int32Type;
+use arrow::buffer::{Buffer, OffsetBuffer};
+use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -261,8 +261,8 @@ impl ShardScanner {
         let shared = self.store.shard(self.shard);
         let Positions::Entities(run) = &mut self.positions else { unreachable!("an entity scan") };
         let want = SCAN_BATCH_ROWS.min(self.remaining_rows);
-        // Rows' positions, their keys into `entities` (the batch's dictionary of entity ids).
-        let (mut positions, mut keys, mut entities) = (Vec::new(), Vec::new(), Vec::<&str>::new());
+        // Rows' positions, and their entity ids built as they come (a run of rows per entity).
+        let (mut positions, mut entity_ids) = (Vec::new(), StringBuilder::new());
         let mut inspected = 0;
         while positions.len() < want && inspected < SCAN_SLICE_POSITIONS as usize {
             if run.taken == run.positions.len() {
@@ -273,15 +273,11 @@ impl ShardScanner {
                 continue;
             }
             let entity = &*run.entities[run.next - 1];
-            if entities.last() != Some(&entity) {
-                entities.push(entity);
-            }
-            let key = entities.len() as i32 - 1;
             let take = (run.positions.len() - run.taken).min(want - positions.len()).min(SCAN_SLICE_POSITIONS as usize - inspected);
             for &position in &run.positions[run.taken..run.taken + take] {
                 if !shared.parts.hidden(position, self.snapshot.seq) {
                     positions.push(position);
-                    keys.push(key);
+                    entity_ids.append_value(entity);
                 }
             }
             run.taken += take;
@@ -294,7 +290,7 @@ impl ShardScanner {
         self.remaining_rows -= positions.len();
         let rows = positions.len();
         let position: ArrayRef = Arc::new(UInt64Array::from(positions));
-        let entity_id: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::new(Int32Array::from(keys), Arc::new(StringArray::from(entities))));
+        let entity_id: ArrayRef = Arc::new(entity_ids.finish());
         self.index_batch(rows, |column| match column {
             "position" => position.clone(),
             "entity_id" => entity_id.clone(),
@@ -391,17 +387,22 @@ impl ShardScanner {
             .fields()
             .iter()
             .zip(batch.columns())
-            .map(|(field, column)| if field.name() == "id" { uuid_text(column) } else { column.clone() })
-            .collect();
+            .map(|(field, column)| match column.data_type() {
+                _ if field.name() == "id" => Ok(uuid_text(column)),
+                DataType::Dictionary(_, values) => arrow::compute::cast(column, values),
+                _ => Ok(column.clone()),
+            })
+            .collect::<Result<_, _>>()?;
         let columns = self.order.iter().map(|&i| columns[i].clone()).collect();
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         Ok(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?)
     }
 }
 
-/// A dictionary column of `rows` times one value.
+/// A string column of `rows` times one value.
 fn one_value(value: &str, rows: usize) -> ArrayRef {
-    Arc::new(DictionaryArray::<Int32Type>::new(Int32Array::from(vec![0; rows]), Arc::new(StringArray::from(vec![value]))))
+    let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(value.len(), rows));
+    Arc::new(StringArray::new(offsets, Buffer::from(value.repeat(rows).into_bytes()), None))
 }
 
 /// The tenant's event types on the shard that pass the filter, each with its keys in the filter's time
