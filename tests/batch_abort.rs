@@ -5,20 +5,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
-use common::{block_on, event};
+use common::{block_on, event, wait_until};
 use tidelog::Query;
-
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 #[test]
 fn a_part_aborted_after_it_was_written_stays_hidden_and_does_not_hold_back_checkpoints() {
@@ -40,16 +30,7 @@ fn a_part_aborted_after_it_was_written_stays_hidden_and_does_not_hold_back_check
     }
 
     // Shard 1's executor is busy and its inbox full, so a batch's second part waits for room...
-    let release = Arc::new(AtomicBool::new(false));
-    block_on(store.spawn_on(1, {
-        let release = release.clone();
-        move |_| async move {
-            while !release.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }))
-    .unwrap();
+    let release = common::occupy_shard(&store, 1);
     let waiting = {
         let (store, b) = (store.clone(), b.clone());
         std::thread::spawn(move || block_on(store.append(event("t", &b, "queued", 0))).unwrap().id)

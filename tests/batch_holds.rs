@@ -4,20 +4,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use common::{block_on, event};
+use common::{block_on, event, wait_until};
 use tidelog::Query;
-
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 #[test]
 fn single_appends_to_an_undecided_parts_entities_wait_for_the_decision() {
@@ -31,16 +22,7 @@ fn single_appends_to_an_undecided_parts_entities_wait_for_the_decision() {
     block_on(store.append(event("t", &c, "before", 0))).unwrap();
 
     // Shard 1 is busy, so the batch's part there waits in its inbox while shard 0 writes its own.
-    let release = Arc::new(AtomicBool::new(false));
-    block_on(store.spawn_on(1, {
-        let release = release.clone();
-        move |_| async move {
-            while !release.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }))
-    .unwrap();
+    let release = common::occupy_shard(&store, 1);
     let appended_before = store.status()[0].events_appended;
     let batch = {
         let (store, a, b) = (store.clone(), a.clone(), b.clone());
@@ -86,16 +68,7 @@ fn an_append_held_by_an_aborted_part_continues_from_the_version_before_it() {
     block_on(store.append(event("t", &a, "before", 0))).unwrap();
 
     // Shard 1 is busy and its inbox full, so the batch's part there cannot even be handed over.
-    let release = Arc::new(AtomicBool::new(false));
-    block_on(store.spawn_on(1, {
-        let release = release.clone();
-        move |_| async move {
-            while !release.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }))
-    .unwrap();
+    let release = common::occupy_shard(&store, 1);
     let queued = {
         let (store, b) = (store.clone(), b.clone());
         std::thread::spawn(move || block_on(store.append(event("t", &b, "queued", 0))).unwrap())

@@ -24,6 +24,32 @@ pub fn open(dir: &Path, shards: usize, fsync_interval_ms: u32) -> Store {
     Store::open(config(dir, shards, fsync_interval_ms)).expect("open store")
 }
 
+/// Polls `done` every 2 ms; fails the test after 20 s, naming `what` it waited for.
+pub fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Keeps a shard's executor busy (a task that sleeps without yielding) until the returned flag is set:
+/// what is sent to the shard meanwhile waits in its inbox.
+pub fn occupy_shard(store: &Store, shard: usize) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::Ordering;
+    let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    block_on(store.spawn_on(shard, {
+        let release = release.clone();
+        move |_| async move {
+            while !release.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }))
+    .expect("spawn on the shard");
+    release
+}
+
 pub fn event(tenant: &str, entity: &str, event_type: &str, n: u64) -> NewEvent {
     NewEvent::new(entity, event_type, &json!({ "n": n, "entity": entity })).with_tenant(tenant)
 }
