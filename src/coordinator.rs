@@ -457,16 +457,9 @@ impl Store {
         validate_tenant(tenant_id).map_err(|e| QueryError::Tenant(e.reason))?;
         // One snapshot for every shard: a cross-shard batch counts wholly or not at all.
         let at = self.inner.clock.snapshot();
-        let mut replies = Vec::new();
-        for shard in 0..self.shard_count() {
-            let (reply, rx) = oneshot::channel();
-            self.send(shard, ShardMsg::TenantStats { tenant_id: tenant_id.to_string(), at: at.seq, reply }).await?;
-            replies.push(rx);
-        }
+        let answers = self.ask_every_shard(|reply| ShardMsg::TenantStats { tenant_id: tenant_id.to_string(), at: at.seq, reply }).await?;
         let mut total = TenantStats::default();
-        for rx in replies {
-            total.merge(rx.await.map_err(|_| Error::Closed)?);
-        }
+        answers.into_iter().for_each(|stats| total.merge(stats));
         Ok(total)
     }
 
@@ -474,17 +467,23 @@ impl Store {
     /// segments it covers, and returns each shard's checkpointed position. A failed checkpoint is logged
     /// and counted in [`ShardStatus::checkpoint_failures`]; the WAL still holds its events.
     pub async fn checkpoint(&self) -> Result<Vec<u64>, Error> {
+        self.ask_every_shard(|reply| ShardMsg::Checkpoint { reply }).await
+    }
+
+    /// Sends the message `ask` makes to every shard (waiting for room in each inbox), then gathers the
+    /// answers in shard order: the shards work on it at the same time.
+    async fn ask_every_shard<T>(&self, ask: impl Fn(oneshot::Sender<T>) -> ShardMsg) -> Result<Vec<T>, Error> {
         let mut replies = Vec::with_capacity(self.shard_count());
         for shard in 0..self.shard_count() {
             let (reply, rx) = oneshot::channel();
-            self.send(shard, ShardMsg::Checkpoint { reply }).await?;
+            self.send(shard, ask(reply)).await?;
             replies.push(rx);
         }
-        let mut covered = Vec::with_capacity(replies.len());
+        let mut answers = Vec::with_capacity(replies.len());
         for rx in replies {
-            covered.push(rx.await.map_err(|_| Error::Closed)?);
+            answers.push(rx.await.map_err(|_| Error::Closed)?);
         }
-        Ok(covered)
+        Ok(answers)
     }
 
     /// A shard's readable state (for streams and tools).
