@@ -6,6 +6,7 @@
 //! (a shard's partition and its Arrow batches), `filter` (pushed-down predicates), `session` (the
 //! per-query session, its limits and the read-only check), `output` (JSON, NDJSON, Arrow IPC).
 
+mod counts;
 mod error;
 mod filter;
 pub mod output;

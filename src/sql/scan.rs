@@ -125,6 +125,88 @@ impl ExecutionPlan for ShardScanExec {
     }
 }
 
+/// What an index can count a scan's rows by (`counts.rs`).
+#[derive(Debug, Clone, Copy)]
+pub enum IndexGroup {
+    EventType,
+    Entity,
+}
+
+impl ShardScanExec {
+    /// Whether the indexes can count this scan's rows per value of `column`, as the scan itself would
+    /// read them from an index (see `ShardScanner::new`), with no LIMIT in the way.
+    pub fn index_group(&self, column: &str) -> Option<IndexGroup> {
+        let projected = |allowed: &[&str]| self.projection.iter().all(|&i| allowed.contains(&COLUMNS[i]));
+        let filter = &self.filter;
+        if self.limit.is_some() {
+            return None;
+        }
+        match column {
+            "event_type" if filter.entity_ids.is_none() && projected(&TYPE_INDEX_COLUMNS) => Some(IndexGroup::EventType),
+            "entity_id"
+                if filter.event_types.is_none()
+                    && (filter.lo_us, filter.hi_us) == (i64::MIN, i64::MAX)
+                    && projected(&ENTITY_INDEX_COLUMNS) =>
+            {
+                Some(IndexGroup::Entity)
+            }
+            _ => None,
+        }
+    }
+
+    /// The number of rows this scan gives on `shard` per event type or entity (those with none left
+    /// out), read from the index with the scan's visibility; `None` where the type index cannot answer
+    /// (a type with a late timestamp). Yields every [`SCAN_SLICE_POSITIONS`] positions.
+    pub async fn index_counts(&self, shard: usize, group: IndexGroup) -> Option<Vec<(Box<str>, u64)>> {
+        let shared = self.store.shard(shard);
+        let visible = shared.visible_position();
+        let seen = |position: u64| position <= visible && !shared.parts.hidden(position, self.snapshot.seq);
+        let mut counts = Vec::new();
+        if self.filter.nothing {
+            return Some(counts);
+        }
+        let mut inspected = 0u64;
+        match group {
+            IndexGroup::EventType => {
+                for run in type_runs(shared, &self.tenant_id, &self.filter)? {
+                    let mut n = 0u64;
+                    for i in run.next..run.end {
+                        n += u64::from(seen(run.keys.get(i).1));
+                        inspected += 1;
+                        if inspected % SCAN_SLICE_POSITIONS == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    if n > 0 {
+                        counts.push((run.event_type, n));
+                    }
+                }
+            }
+            IndexGroup::Entity => {
+                let mut entities: Vec<Box<str>> = match &self.filter.entity_ids {
+                    Some(ids) => ids.iter().map(|e| e.as_str().into()).collect(),
+                    None => shared.tenant_entities(&self.tenant_id),
+                };
+                entities.sort_unstable();
+                entities.dedup();
+                for entity in entities {
+                    let positions = shared.entity_positions_upto(&self.tenant_id, &entity, visible);
+                    let n = positions.iter().filter(|&&p| seen(p)).count() as u64;
+                    inspected += positions.len() as u64 + 1;
+                    if inspected >= SCAN_SLICE_POSITIONS {
+                        inspected = 0;
+                        tokio::task::yield_now().await;
+                    }
+                    if n > 0 {
+                        counts.push((entity, n));
+                    }
+                }
+            }
+        }
+        Some(counts)
+    }
+}
+
 /// The positions a shard scan visits, in increasing order.
 enum Positions {
     /// Every position up to the visible one.

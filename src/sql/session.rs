@@ -10,6 +10,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext, SQLOptions};
 
+use super::counts::CountByIndex;
 use super::error::SqlError;
 use super::table::EventsTable;
 use crate::config::SqlLimits;
@@ -27,7 +28,13 @@ pub fn context(store: &Store, tenant_id: &str, limits: &SqlLimits) -> Result<Ses
         .map_err(df)?;
     // One partition per shard; the side runtime has one worker, so more would only add repartitioning.
     let config = SessionConfig::new().with_target_partitions(store.shard_count().max(1)).with_information_schema(false);
-    let mut state = SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
+    let mut state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        // After DataFusion's own rules, so it sees the final plan's partial aggregates.
+        .with_physical_optimizer_rule(Arc::new(CountByIndex))
+        .build();
     datafusion_functions_json::register_all(&mut state).map_err(df)?;
     let ctx = SessionContext::new_with_state(state);
     ctx.register_table("events", Arc::new(EventsTable::new(store.clone(), tenant_id))).map_err(df)?;
