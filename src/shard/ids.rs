@@ -84,9 +84,3 @@ impl IdIndex {
         }
     }
 }
-
-impl Default for IdIndex {
-    fn default() -> IdIndex {
-        IdIndex::new(&[0])
-    }
-}

@@ -17,7 +17,7 @@ pub(crate) use recover::{decide, Decisions};
 pub use shared::{entity_key, EntityEntry, ScanSlice, ShardLatency, ShardShared, ShardStats};
 pub use txn::{BatchState, CommitClock, OwnedSnapshot};
 pub(crate) use ordered_keys::OrderedKeys;
-pub use ids::{IdIndex, RESERVED};
+pub use ids::IdIndex;
 
 use xxhash_rust::xxh3::Xxh3;
 

@@ -136,22 +136,38 @@ impl ShardScanExec {
     /// Whether the indexes can count this scan's rows per value of `column`, as the scan itself would
     /// read them from an index (see `ShardScanner::new`), with no LIMIT in the way.
     pub fn index_group(&self, column: &str) -> Option<IndexGroup> {
-        let projected = |allowed: &[&str]| self.projection.iter().all(|&i| allowed.contains(&COLUMNS[i]));
-        let filter = &self.filter;
-        if self.limit.is_some() {
-            return None;
-        }
         match column {
-            "event_type" if filter.entity_ids.is_none() && projected(&TYPE_INDEX_COLUMNS) => Some(IndexGroup::EventType),
-            "entity_id"
-                if filter.event_types.is_none()
-                    && (filter.lo_us, filter.hi_us) == (i64::MIN, i64::MAX)
-                    && projected(&ENTITY_INDEX_COLUMNS) =>
-            {
-                Some(IndexGroup::Entity)
-            }
+            _ if self.limit.is_some() => None,
+            "event_type" if self.reads_type_index() => Some(IndexGroup::EventType),
+            "entity_id" if self.reads_entity_index() => Some(IndexGroup::Entity),
             _ => None,
         }
+    }
+
+    /// Whether the scan may read the per-type time index instead of the events (it still falls back to
+    /// the events where a type's keys are not all of its events: `type_runs`).
+    fn reads_type_index(&self) -> bool {
+        self.filter.entity_ids.is_none() && self.projection.iter().all(|&i| TYPE_INDEX_COLUMNS.contains(&COLUMNS[i]))
+    }
+
+    /// Whether the scan reads the entity index instead of the events.
+    fn reads_entity_index(&self) -> bool {
+        let filter = &self.filter;
+        filter.event_types.is_none()
+            && (filter.lo_us, filter.hi_us) == (i64::MIN, i64::MAX)
+            && self.projection.iter().all(|&i| ENTITY_INDEX_COLUMNS.contains(&COLUMNS[i]))
+    }
+
+    /// The entities an entity-index scan reads on a shard, sorted, each once (`IN ('a', 'a')` is one
+    /// entity's rows once).
+    fn index_entities(&self, shared: &crate::shard::ShardShared) -> Vec<Box<str>> {
+        let mut entities: Vec<Box<str>> = match &self.filter.entity_ids {
+            Some(ids) => ids.iter().map(|e| e.as_str().into()).collect(),
+            None => shared.tenant_entities(&self.tenant_id),
+        };
+        entities.sort_unstable();
+        entities.dedup();
+        entities
     }
 
     /// The number of rows this scan gives on `shard` per event type or entity (those with none left
@@ -183,13 +199,7 @@ impl ShardScanExec {
                 }
             }
             IndexGroup::Entity => {
-                let mut entities: Vec<Box<str>> = match &self.filter.entity_ids {
-                    Some(ids) => ids.iter().map(|e| e.as_str().into()).collect(),
-                    None => shared.tenant_entities(&self.tenant_id),
-                };
-                entities.sort_unstable();
-                entities.dedup();
-                for entity in entities {
+                for entity in self.index_entities(shared) {
                     let positions = shared.entity_positions_upto(&self.tenant_id, &entity, visible);
                     let n = positions.iter().filter(|&&p| seen(p)).count() as u64;
                     inspected += positions.len() as u64 + 1;
@@ -280,23 +290,12 @@ impl ShardScanner {
         // The scan sees the events acknowledged when it starts, and no later ones.
         let visible = shared.visible_position();
         let filter = &exec.filter;
-        let index_only = filter.entity_ids.is_none() && exec.projection.iter().all(|&i| TYPE_INDEX_COLUMNS.contains(&COLUMNS[i]));
         let positions = if filter.nothing {
             Positions::List { positions: Vec::new(), next: 0 }
-        } else if let Some(runs) = index_only.then(|| type_runs(shared, &exec.tenant_id, filter)).flatten() {
+        } else if let Some(runs) = exec.reads_type_index().then(|| type_runs(shared, &exec.tenant_id, filter)).flatten() {
             Positions::Types(runs)
-        } else if filter.event_types.is_none()
-            && (filter.lo_us, filter.hi_us) == (i64::MIN, i64::MAX)
-            && exec.projection.iter().all(|&i| ENTITY_INDEX_COLUMNS.contains(&COLUMNS[i]))
-        {
-            let mut entities: Vec<Box<str>> = match &filter.entity_ids {
-                Some(ids) => ids.iter().map(|e| e.as_str().into()).collect(),
-                None => shared.tenant_entities(&exec.tenant_id),
-            };
-            // `IN ('a', 'a')` is one entity's rows once.
-            entities.sort_unstable();
-            entities.dedup();
-            Positions::Entities(EntityRun { entities, next: 0, positions: Vec::new(), taken: 0 })
+        } else if exec.reads_entity_index() {
+            Positions::Entities(EntityRun { entities: exec.index_entities(shared), next: 0, positions: Vec::new(), taken: 0 })
         } else if let Some(entities) = &filter.entity_ids {
             let mut positions: Vec<u64> =
                 entities.iter().flat_map(|e| shared.entity_positions_upto(&exec.tenant_id, e, visible)).collect();
