@@ -1,10 +1,12 @@
 //! Store settings.
 
 use std::path::PathBuf;
+#[cfg(feature = "fault-injection")]
 use std::sync::Arc;
 
 use crate::checkpoint::{CheckpointDamage, CheckpointSettings};
 use crate::event::Limits;
+#[cfg(feature = "fault-injection")]
 use crate::wal::fault::FaultPlan;
 use crate::wal::{FsyncMode, MidLogCorruption};
 
@@ -52,7 +54,8 @@ pub struct StoreConfig {
     /// executor is woken through an eventfd and pays a membarrier on the way to sleep: tens of µs per
     /// append for a caller that waits on each one. Spinning costs CPU only after activity.
     pub spin_before_park_us: u32,
-    /// Test only: put a fault-injecting layer under the WAL.
+    /// Tests only: put a fault-injecting layer under the WAL.
+    #[cfg(feature = "fault-injection")]
     pub fault_plan: Option<Arc<FaultPlan>>,
 }
 
@@ -72,6 +75,7 @@ impl StoreConfig {
             queue_capacity: 4096,
             max_pending_bytes: 32 << 20,
             spin_before_park_us: DEFAULT_SPIN_BEFORE_PARK_US,
+            #[cfg(feature = "fault-injection")]
             fault_plan: None,
         }
     }
@@ -125,6 +129,7 @@ impl StoreConfig {
         self
     }
 
+    #[cfg(feature = "fault-injection")]
     pub fn fault_plan(mut self, plan: Arc<FaultPlan>) -> StoreConfig {
         self.fault_plan = Some(plan);
         self

@@ -24,6 +24,7 @@ use crate::shard::{
     append_local, decide, run_shard, shard_for, BatchState, Decisions, Opening, CommitClock, IdIndex, LocalTaskFactory, Reply, ShardContext, ShardMsg,
     ShardShared,
 };
+#[cfg(feature = "fault-injection")]
 use crate::wal::fault::FaultyStorage;
 use crate::wal::io::FileStorage;
 use crate::wal::{BatchDecision, RecoveryReport};
@@ -152,6 +153,7 @@ impl Store {
             let (decide_tx, decisions) = oneshot::channel();
             let (recovered_tx, report_rx) = oneshot::channel();
             let opening = Opening { scanned, decisions, recovered: recovered_tx };
+            #[cfg(feature = "fault-injection")]
             let fault_plan = config.fault_plan.clone();
             let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()]))
                 .name(&format!("tidelog-shard-{k}"))
@@ -161,10 +163,11 @@ impl Store {
             }
             let spawned = builder
                 .spawn(move || async move {
-                    match fault_plan {
-                        Some(plan) => run_shard(FaultyStorage { plan }, ctx, opening).await,
-                        None => run_shard(FileStorage, ctx, opening).await,
+                    #[cfg(feature = "fault-injection")]
+                    if let Some(plan) = fault_plan {
+                        return run_shard(FaultyStorage { plan }, ctx, opening).await;
                     }
+                    run_shard(FileStorage, ctx, opening).await
                 });
             match spawned {
                 Ok(handle) => executors.push(handle),

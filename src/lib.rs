@@ -15,6 +15,7 @@
 //! # Ok::<(), tidelog::Error>(())
 //! ```
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
@@ -23,10 +24,12 @@ pub mod durable;
 pub mod epoch;
 pub mod error;
 pub mod event;
+#[cfg(feature = "bench")]
 pub mod loadgen;
 mod meta;
 pub mod producer;
 pub mod query;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod shard;
 #[cfg(feature = "side-runtime")]

@@ -16,6 +16,7 @@ pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactor
 pub(crate) use recover::{decide, Decisions};
 pub use shared::{entity_key, EntityEntry, ScanSlice, ShardLatency, ShardShared, ShardStats};
 pub use txn::{BatchState, CommitClock, OwnedSnapshot};
+#[cfg(feature = "sql")]
 pub(crate) use ordered_keys::OrderedKeys;
 pub use ids::IdIndex;
 

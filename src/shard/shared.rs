@@ -517,6 +517,7 @@ impl ShardShared {
     /// an event than its type, timestamp and position. `None` when some type's keys are not all of its
     /// events (see `type_query`). Read the visible position first: a late event below it has marked its
     /// type already.
+    #[cfg(feature = "sql")]
     pub(crate) fn tenant_types(&self, tenant_id: &str) -> Option<Vec<(Box<str>, std::sync::Arc<OrderedKeys>)>> {
         let prefix = entity_key(tenant_id, "");
         let mut types = Vec::new();
@@ -533,6 +534,7 @@ impl ShardShared {
 
     /// A tenant's entity ids on this shard, for SQL scans that need no more of an event than its entity
     /// and position. Holds each part of the entity map's lock only while it copies that part's keys.
+    #[cfg(feature = "sql")]
     pub(crate) fn tenant_entities(&self, tenant_id: &str) -> Vec<Box<str>> {
         let prefix = entity_key(tenant_id, "");
         self.by_entity.iter().filter_map(|entry| entry.key().strip_prefix(prefix.as_str()).map(Into::into)).collect()

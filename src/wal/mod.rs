@@ -2,6 +2,7 @@
 //! seam that tests use to inject faults. The on-disk format is in `docs/FORMAT.md`.
 
 mod error;
+#[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod group_commit;
 pub mod io;
