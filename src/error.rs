@@ -1,9 +1,12 @@
-//! The store's error type; each layer's errors convert into it.
+//! The store's error type: what `Store` returns. Each layer below has its own (`ValidationError`,
+//! `QueryError`, `WalError`, `CheckpointError`, `ShardError`) and converts into this one.
 
 use uuid::Uuid;
 
+use crate::checkpoint::CheckpointError;
 use crate::event::ValidationError;
 use crate::query::QueryError;
+use crate::shard::ShardError;
 use crate::wal::WalError;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +41,7 @@ pub enum Error {
     #[error(transparent)]
     Wal(#[from] WalError),
     #[error(transparent)]
-    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    Checkpoint(#[from] CheckpointError),
     #[error("data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
     #[error("{context}: {source}")]
@@ -52,5 +55,24 @@ pub enum Error {
 impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io { context: context.into(), source }
+    }
+}
+
+/// A shard's error as the store reports it: the same cases, under the store's names (callers match on
+/// `Error::VersionConflict` whichever shard refused).
+impl From<ShardError> for Error {
+    fn from(e: ShardError) -> Error {
+        match e {
+            ShardError::VersionConflict { index, tenant_id, entity_id, expected, current } => {
+                Error::VersionConflict { index, tenant_id, entity_id, expected, current }
+            }
+            ShardError::IdConflict { id, index } => Error::IdConflict { id, index },
+            ShardError::Contended { index, tenant_id, entity_id } => Error::Contended { index, tenant_id, entity_id },
+            ShardError::Failed { shard, reason, disk_full } => Error::ShardFailed { shard, reason, disk_full },
+            ShardError::Closed => Error::Closed,
+            ShardError::Wal(e) => Error::Wal(e),
+            ShardError::Checkpoint(e) => Error::Checkpoint(e),
+            ShardError::Io { context, source } => Error::Io { context, source },
+        }
     }
 }

@@ -19,7 +19,6 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
-pub mod coordinator;
 pub mod durable;
 pub mod epoch;
 pub mod error;
@@ -27,11 +26,11 @@ pub mod event;
 #[cfg(feature = "bench")]
 pub mod loadgen;
 mod meta;
-pub mod producer;
 pub mod query;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod shard;
+pub mod store;
 #[cfg(feature = "side-runtime")]
 pub mod side_runtime;
 #[cfg(feature = "sql")]
@@ -40,9 +39,9 @@ pub mod time;
 pub mod wal;
 
 pub use config::StoreConfig;
-pub use coordinator::{AppendAck, ShardStatus, Store};
+pub use store::{AckFuture, AppendAck, Producer, ShardStatus, Store};
 pub use error::Error;
-pub use producer::{AckFuture, Producer};
 pub use event::{NewEvent, StoredEvent, DEFAULT_TENANT};
 pub use query::{EntityState, Order, Query, QueryResult, TenantStats, TypeFilter};
-pub use wal::{BatchDecision, BatchOutcome, FsyncMode, MidLogCorruption, RecoveryReport};
+pub use shard::RecoveryReport;
+pub use wal::{BatchDecision, BatchOutcome, FsyncMode, MidLogCorruption, WalRecovery};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 
-use crate::coordinator::{AppendAck, Store};
+use crate::store::{AppendAck, Store};
 use crate::error::Error;
 use crate::event::NewEvent;
 

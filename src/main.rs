@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tidelog::event::parse_event_json;
 use tidelog::loadgen::{run_load, LoadSpec};
 use tidelog::time::{format_rfc3339_us, parse_timestamp_us};
-use tidelog::checkpoint::export::{export_parquet, ExportFilter};
+use tidelog::store::export::{export_parquet, ExportFilter};
 use tidelog::checkpoint::CheckpointDamage;
 use tidelog::{AppendAck, MidLogCorruption, NewEvent, Order, Query, Store, StoreConfig};
 

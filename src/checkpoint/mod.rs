@@ -3,7 +3,6 @@
 //! cover can be deleted. A manifest names the files in force. See `docs/FORMAT.md` ("Checkpoints").
 
 mod error;
-pub mod export;
 mod load;
 mod manifest;
 pub mod schema;

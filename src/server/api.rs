@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::routes::ApiError;
+use super::respond::ApiError;
 use crate::query::{Order, Query, QueryResult};
 use crate::time::{format_rfc3339_us, parse_timestamp_us};
 use crate::{AppendAck, EntityState, TenantStats, DEFAULT_TENANT};

@@ -9,6 +9,7 @@ pub mod mcp;
 mod metrics;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+mod respond;
 mod routes;
 #[cfg(feature = "sql")]
 mod sql;

@@ -2,24 +2,18 @@
 //! handled on the shard executor that accepted the connection.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::event::{parse_event_json, NewEvent, ValidationError};
+use crate::event::{parse_event_json, NewEvent};
 use crate::query::Query;
+use super::respond::{full, json_response, ApiError, Body};
 use super::{api, stream, Stop};
-use crate::{Error, Store, DEFAULT_TENANT};
+use crate::{Store, DEFAULT_TENANT};
 use std::rc::Rc;
-
-/// Response bodies: whole (JSON) or streamed (SSE). Not Send: bodies live on the shard that serves them.
-pub type Body = std::pin::Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = std::convert::Infallible>>>;
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Box::pin(Full::new(bytes.into()))
-}
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -92,89 +86,6 @@ pub(super) fn enforce_tenant(events: &mut [NewEvent], tenant: &Option<String>) -
         event.tenant_id.clone_from(tenant);
     }
     Ok(())
-}
-
-/// An error answer: `{"error": code, "message": ...}` plus extra fields.
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    extra: Value,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: Value::Null }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
-    pub fn into_response(self) -> Response<Body> {
-        let mut body = json!({ "error": self.code, "message": self.message });
-        if let Value::Object(extra) = self.extra {
-            body.as_object_mut().expect("object").extend(extra);
-        }
-        let mut response = json_response(self.status, &body);
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
-        }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
-        }
-        response
-    }
-}
-
-impl From<ValidationError> for ApiError {
-    fn from(e: ValidationError) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string())
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> ApiError {
-        let message = e.to_string();
-        match e {
-            Error::Invalid(v) => v.into(),
-            Error::VersionConflict { expected, current, index, .. } => ApiError {
-                status: StatusCode::CONFLICT,
-                code: "version_conflict",
-                message,
-                extra: json!({ "expected_version": expected, "current_version": current, "index": index }),
-            },
-            Error::IdConflict { .. } => ApiError::new(StatusCode::CONFLICT, "id_conflict", message),
-            Error::Contended { .. } => ApiError::new(StatusCode::CONFLICT, "contended", message),
-            Error::ShardFailed { disk_full: true, .. } => {
-                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", message)
-            }
-            Error::ShardFailed { .. } | Error::Closed | Error::Overloaded { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-            }
-            Error::Query(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message),
-            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
-        }
-    }
-}
-
-pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(full(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 /// Routes one request.

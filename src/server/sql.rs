@@ -10,7 +10,8 @@ use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
-use super::routes::{read_body, ApiError, Body, HttpOptions};
+use super::respond::{ApiError, Body};
+use super::routes::{read_body, HttpOptions};
 use crate::sql::output::{self, IpcEncoder};
 use crate::sql::{self, QueryTask, SqlError, SqlLimits};
 use crate::Store;
@@ -61,7 +62,7 @@ pub(super) async fn answer(store: &Store, options: &HttpOptions, request: Reques
             Ok::<_, SqlError>(Bytes::from(answer.to_string()))
         });
         let body = task.await??;
-        let mut response = Response::new(super::routes::full(body));
+        let mut response = Response::new(super::respond::full(body));
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(response);
     }

@@ -17,7 +17,7 @@ use hyper::body::Frame;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::Response;
 
-use super::routes::{ApiError, Body};
+use super::respond::{ApiError, Body};
 use super::Stop;
 use crate::epoch::Epochs;
 use crate::Store;

@@ -22,21 +22,22 @@ use super::ids::RESERVED;
 use super::shared::{write_key, ShardShared};
 use super::txn::{BatchState, CommitClock};
 use crate::checkpoint::{CheckpointDamage, CheckpointSettings};
-use crate::coordinator::AppendAck;
-use crate::error::Error;
+use super::AppendAck;
+use super::error::ShardError;
 use crate::event::{Event, NewEvent, StoredEvent};
 use crate::query::{Page, PageFrom, Query, TenantStats};
 use crate::wal::io::WalStorage;
-use crate::wal::recovery::{MidLogCorruption, RecoveryReport};
+use super::RecoveryReport;
+use crate::wal::recovery::MidLogCorruption;
 use super::recover::{scan_shard, Decisions, ShardScan};
 use crate::wal::record::PartHeader;
 use crate::wal::writer::WalWriter;
 use crate::wal::{CommitSink, FsyncMode, Wal, WalError};
 
 /// Each event with its index in the client's batch.
-pub type AppendReply = oneshot::Sender<Result<Vec<(usize, AppendAck)>, Error>>;
+pub type AppendReply = oneshot::Sender<Result<Vec<(usize, AppendAck)>, ShardError>>;
 /// One result per event of a group of independent appends, in the group's order; and the group's size.
-pub type EachReply = (oneshot::Sender<Vec<Result<AppendAck, Error>>>, usize);
+pub type EachReply = (oneshot::Sender<Vec<Result<AppendAck, ShardError>>>, usize);
 
 /// How an append is answered.
 pub(crate) enum Reply {
@@ -51,7 +52,7 @@ pub(crate) enum Reply {
 
 impl Reply {
     /// Answers every event with the error `make` builds: a failed shard acknowledges nothing.
-    fn fail_all(self, mut make: impl FnMut() -> Error) {
+    fn fail_all(self, mut make: impl FnMut() -> ShardError) {
         match self {
             Reply::Batch(reply) => {
                 let _ = reply.send(Err(make()));
@@ -69,7 +70,7 @@ impl Reply {
 
     /// Answers with `acks` and, for independent events, the `errors` of the ones refused at once.
     /// A part's batch commits here if this was its last part (before the caller hears of it).
-    fn answer(self, acks: Vec<(usize, AppendAck)>, errors: Vec<(usize, Error)>, clock: &CommitClock) {
+    fn answer(self, acks: Vec<(usize, AppendAck)>, errors: Vec<(usize, ShardError)>, clock: &CommitClock) {
         match self {
             Reply::Batch(reply) => {
                 debug_assert!(errors.is_empty());
@@ -81,7 +82,7 @@ impl Reply {
                 let _ = reply.send(Ok(acks));
             }
             Reply::Each(reply) => {
-                let mut results: Vec<Option<Result<AppendAck, Error>>> = (0..reply_len(&reply)).map(|_| None).collect();
+                let mut results: Vec<Option<Result<AppendAck, ShardError>>> = (0..reply_len(&reply)).map(|_| None).collect();
                 for (index, ack) in acks {
                     results[index] = Some(Ok(ack));
                 }
@@ -109,7 +110,7 @@ pub(crate) enum ShardMsg {
     /// ids and hold its entities until `Commit` or `Abort`. Refused at once, never queued, if another
     /// such batch holds one of them, so two batches cannot wait on each other.
     /// Answered with the number of events the part will write (0: it only repeats stored events).
-    Prepare { batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>, reply: oneshot::Sender<Result<usize, Error>> },
+    Prepare { batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>, reply: oneshot::Sender<Result<usize, ShardError>> },
     /// Apply the prepared part as planned at prepare (nothing could touch its entities or ids since).
     Commit { txn: u128, reply: AppendReply },
     Abort { txn: u128 },
@@ -122,7 +123,7 @@ pub(crate) enum ShardMsg {
     /// Run a task on this shard's executor (the HTTP front end lives there).
     Spawn(LocalTaskFactory),
     /// Flush, fdatasync, stop.
-    Close { reply: oneshot::Sender<Result<(), Error>> },
+    Close { reply: oneshot::Sender<Result<(), ShardError>> },
     /// Stop at once without flushing: a crash, for tests.
     Halt,
     /// Write a checkpoint of everything acknowledged and synced so far, now.
@@ -162,7 +163,7 @@ pub(crate) fn append_local(
         }
         core.append(events, reply);
         core.wal.flush();
-        core.shared.stats.direct_appends.fetch_add(1, Ordering::Relaxed);
+        core.shared.stats.counters.direct_appends.fetch_add(1, Ordering::Relaxed);
         Ok(())
     })
 }
@@ -187,7 +188,7 @@ pub(crate) struct ShardContext {
     pub checkpoint_damage: CheckpointDamage,
     pub max_pending_bytes: usize,
     pub inbox: flume::Receiver<ShardMsg>,
-    /// Messages that must never wait for room (see `coordinator::ShardHandle::control`): taken before
+    /// Messages that must never wait for room (see `store::ShardHandle::control`): taken before
     /// the inbox.
     pub control: flume::Receiver<ShardMsg>,
 }
@@ -195,15 +196,15 @@ pub(crate) struct ShardContext {
 pub(crate) struct Waiter {
     acks: Vec<(usize, AppendAck)>,
     /// Independent events refused at once (only for `Reply::Each`).
-    errors: Vec<(usize, Error)>,
+    errors: Vec<(usize, ShardError)>,
     reply: Reply,
     accepted: std::time::Instant,
 }
 
 /// Why a failed shard refuses appends.
-fn failed_error(shared: &ShardShared) -> Option<Error> {
+fn failed_error(shared: &ShardShared) -> Option<ShardError> {
     let disk_full = shared.failed_for_space();
-    shared.failure().map(|reason| Error::ShardFailed { shard: shared.index, reason: reason.to_string(), disk_full })
+    shared.failure().map(|reason| ShardError::Failed { shard: shared.index, reason: reason.to_string(), disk_full })
 }
 
 /// What the shard does when its WAL acknowledges or fails.
@@ -240,8 +241,8 @@ impl CommitSink<Waiter> for ShardSink {
     }
 
     fn wrote(&self, bytes: u64) {
-        self.shared.stats.wal_writes.fetch_add(1, Ordering::Relaxed);
-        self.shared.stats.wal_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.shared.stats.counters.wal_writes.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.counters.wal_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn synced(&self, elapsed: Duration, events: u64) {
@@ -272,7 +273,7 @@ impl Core {
         self.shared.index
     }
 
-    fn failed_error(&self) -> Option<Error> {
+    fn failed_error(&self) -> Option<ShardError> {
         failed_error(&self.shared)
     }
 
@@ -335,7 +336,7 @@ impl Core {
         if let Reply::Part(_, batch) = &reply {
             if batch.aborted() {
                 // Its caller gave up before every part was sent: nothing of it may be written.
-                reply.fail_all(|| Error::Closed);
+                reply.fail_all(|| ShardError::Closed);
                 return;
             }
         }
@@ -441,7 +442,7 @@ impl Core {
             wait_for = wait_for.max(ack.position);
             acks.push((index, ack));
         }
-        self.shared.stats.events_appended.fetch_add(written as u64, Ordering::Relaxed);
+        self.shared.stats.counters.events_appended.fetch_add(written as u64, Ordering::Relaxed);
         wait_for
     }
 
@@ -459,13 +460,13 @@ impl Core {
         self.accept(events, reply);
     }
 
-    fn prepare(&mut self, batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>) -> Result<usize, Error> {
+    fn prepare(&mut self, batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>) -> Result<usize, ShardError> {
         if let Some(err) = self.failed_error() {
             return Err(err);
         }
         if self.aborted_early.remove(&batch.id) {
             // Its Abort overtook it on the control channel (another shard voted no first).
-            return Err(Error::Closed);
+            return Err(ShardError::Closed);
         }
         let keys = entity_hashes(&events);
         if self.holds.held_by_prepared(&keys).is_some() {
@@ -473,7 +474,7 @@ impl Core {
                 .iter()
                 .find(|(_, e)| self.holds.held_by_prepared(&[super::holds::entity_hash(&e.tenant_id, &e.entity_id)]).is_some())
                 .expect("a held entity");
-            return Err(Error::Contended { index: *index, tenant_id: event.tenant_id.clone(), entity_id: event.entity_id.clone() });
+            return Err(ShardError::Contended { index: *index, tenant_id: event.tenant_id.clone(), entity_id: event.entity_id.clone() });
         }
         let plan = self.plan(&events)?;
         let claimed = events.iter().filter_map(|(_, e)| e.id).filter(|id| self.shared.id_owner(id) == Some((self.shard(), RESERVED))).collect();
@@ -490,7 +491,7 @@ impl Core {
             Some(p) if self.shared.failure().is_none() => self.accept_planned(p.events, p.plan, Reply::Part(reply, p.batch)),
             Some(p) => Reply::Part(reply, p.batch).fail_all(|| self.failed_error().expect("failed")),
             None => {
-                let _ = reply.send(Err(Error::Closed));
+                let _ = reply.send(Err(ShardError::Closed));
             }
         }
         self.unpark();
@@ -546,7 +547,7 @@ impl Core {
 
     /// Decides, without changing anything, what each event becomes; fails the whole part on a version or
     /// id conflict.
-    fn plan(&self, events: &[(usize, NewEvent)]) -> Result<Vec<Planned>, Error> {
+    fn plan(&self, events: &[(usize, NewEvent)]) -> Result<Vec<Planned>, ShardError> {
         // Within a batch, later events of an entity see the versions earlier ones take; a lone event
         // needs no such map (and no allocation for it).
         let several = events.len() > 1;
@@ -561,7 +562,7 @@ impl Core {
                 if let Some(owner) = ids.get(&id) {
                     if *owner != (event.tenant_id.as_str(), event.entity_id.as_str()) {
                         give_back(&claimed);
-                        return Err(Error::IdConflict { id, index: *index });
+                        return Err(ShardError::IdConflict { id, index: *index });
                     }
                     plan.push(Planned::SameBatch(id));
                     continue;
@@ -584,14 +585,14 @@ impl Core {
                         let existing = self.shared.get_any(position).expect("indexed event exists");
                         if existing.tenant_id() != event.tenant_id || existing.entity_id() != event.entity_id {
                             give_back(&claimed);
-                            return Err(Error::IdConflict { id, index: *index });
+                            return Err(ShardError::IdConflict { id, index: *index });
                         }
                         plan.push(Planned::Existing(position));
                         continue;
                     }
                     Some((shard, _)) if shard == self.shard() => {
                         give_back(&claimed);
-                        return Err(Error::Contended {
+                        return Err(ShardError::Contended {
                             index: *index,
                             tenant_id: event.tenant_id.clone(),
                             entity_id: event.entity_id.clone(),
@@ -599,7 +600,7 @@ impl Core {
                     }
                     Some(_) => {
                         give_back(&claimed);
-                        return Err(Error::IdConflict { id, index: *index });
+                        return Err(ShardError::IdConflict { id, index: *index });
                     }
                 }
                 if several {
@@ -615,7 +616,7 @@ impl Core {
                 if expected != current {
                     give_back(&claimed);
                     KEY.set(key);
-                    return Err(Error::VersionConflict {
+                    return Err(ShardError::VersionConflict {
                         index: *index,
                         tenant_id: event.tenant_id.clone(),
                         entity_id: event.entity_id.clone(),
@@ -673,9 +674,9 @@ fn ack_of(shard: u32, event: &StoredEvent, duplicate: bool) -> AppendAck {
 /// How a shard and the store talk while the store opens: the shard sends its scan (phase one), waits
 /// for the store's decisions on cross-shard batches, loads, and sends its report (phase two).
 pub(crate) struct Opening {
-    pub scanned: oneshot::Sender<Result<ShardScan, Error>>,
+    pub scanned: oneshot::Sender<Result<ShardScan, ShardError>>,
     pub decisions: oneshot::Receiver<Arc<Decisions>>,
-    pub recovered: oneshot::Sender<Result<RecoveryReport, Error>>,
+    pub recovered: oneshot::Sender<Result<RecoveryReport, ShardError>>,
 }
 
 /// Recovers the shard (in two phases, see `recover.rs`), reports, then serves until closed. Runs on the
@@ -695,7 +696,7 @@ pub(crate) async fn run_shard<S: WalStorage>(storage: S, ctx: ShardContext, open
     };
     // Waits without blocking the executor; the store drops the sender if another shard failed to scan.
     let Ok(decisions) = opening.decisions.await else {
-        let _ = opening.recovered.send(Err(Error::Closed));
+        let _ = opening.recovered.send(Err(ShardError::Closed));
         return;
     };
     let recovered = scanned.load(&shared, &decisions);
@@ -776,7 +777,7 @@ async fn acceptor(
                     // every caller gets an answer.
                     while let Ok(msg) = inbox.try_recv() {
                         if let Some(reply) = queued_before_close(core, msg) {
-                            let _ = reply.send(Err(Error::Closed));
+                            let _ = reply.send(Err(ShardError::Closed));
                         }
                     }
                     core.borrow_mut().closing = true;
@@ -832,7 +833,7 @@ async fn acceptor(
 
 /// A message found in the inbox when Close arrived: appends and reads are still served (the WAL is
 /// about to be flushed and synced); anything else gets its reply back to be answered `Closed`.
-fn queued_before_close(core: &Rc<RefCell<Core>>, msg: ShardMsg) -> Option<oneshot::Sender<Result<usize, Error>>> {
+fn queued_before_close(core: &Rc<RefCell<Core>>, msg: ShardMsg) -> Option<oneshot::Sender<Result<usize, ShardError>>> {
     match msg {
         ShardMsg::Append { events, reply } => core.borrow_mut().append(events, Reply::Batch(reply)),
         ShardMsg::AppendPart { events, reply, batch } => core.borrow_mut().append(events, Reply::Part(reply, batch)),

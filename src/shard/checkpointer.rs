@@ -48,7 +48,7 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     pub fn new(dir: PathBuf, wal_dir: PathBuf, shared: Arc<ShardShared>, settings: CheckpointSettings, manifest: Manifest) -> Checkpointer {
-        shared.stats.checkpointed_position.store(manifest.covered_position(), Ordering::Relaxed);
+        shared.stats.counters.checkpointed_position.store(manifest.covered_position(), Ordering::Relaxed);
         Checkpointer {
             dir,
             wal_dir,
@@ -108,7 +108,7 @@ impl Checkpointer {
             }
             Ok(None) => {}
             Err(e) => {
-                self.shared.stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.counters.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
                 self.retry_at.set(Some(Instant::now() + RETRY_AFTER));
                 tracing::error!(shard = self.shared.index, "checkpoint failed (the WAL keeps everything; retrying later): {e}");
             }
@@ -137,7 +137,7 @@ impl Checkpointer {
         manifest.checkpoints.push(file.clone());
         self.install(manifest).await?;
         self.parts.borrow_mut().retain(|p| p.1 > synced_position);
-        self.shared.stats.checkpoints_written.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.counters.checkpoints_written.fetch_add(1, Ordering::Relaxed);
         self.trim_wal().await?;
         self.compact().await?;
         Ok(Some(file))
@@ -166,7 +166,7 @@ impl Checkpointer {
     async fn install(&self, manifest: Manifest) -> Result<(), CheckpointError> {
         let (dir, to_store) = (self.dir.clone(), manifest.clone());
         blocking(move || to_store.store(&dir)).await?;
-        self.shared.stats.checkpointed_position.store(manifest.covered_position(), Ordering::Relaxed);
+        self.shared.stats.counters.checkpointed_position.store(manifest.covered_position(), Ordering::Relaxed);
         *self.manifest.borrow_mut() = manifest;
         Ok(())
     }
@@ -192,7 +192,7 @@ impl Checkpointer {
         })
         .await?;
         if removed > 0 {
-            self.shared.stats.wal_segments_deleted.fetch_add(removed as u64, Ordering::Relaxed);
+            self.shared.stats.counters.wal_segments_deleted.fetch_add(removed as u64, Ordering::Relaxed);
             tracing::debug!(shard = self.shared.index, removed, covered, "WAL segments covered by checkpoints deleted");
         }
         Ok(())
@@ -223,7 +223,7 @@ impl Checkpointer {
             Ok(crate::durable::sync_dir(&dir)?)
         })
         .await?;
-        self.shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.counters.compactions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(shard = self.shared.index, file = %merged.file, merged = replaced.len(), events = merged.events, "checkpoints compacted");
         Ok(())
     }

@@ -1,20 +1,28 @@
 //! A shard: one glommio executor pinned to a core, owning its WAL, its maps and its indexes.
 
+mod ack;
 mod actor;
 mod checkpointer;
+mod error;
 mod holds;
 mod ids;
 mod index;
 mod ordered_keys;
 mod recover;
+mod recovery_report;
 mod shared;
 mod slots;
+mod stats;
 mod txn;
 
 pub(crate) use actor::ShardContext;
 pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Opening, Reply, ShardMsg};
 pub(crate) use recover::{decide, Decisions};
-pub use shared::{entity_key, EntityEntry, ScanSlice, ShardLatency, ShardShared, ShardStats};
+pub use ack::AppendAck;
+pub use error::ShardError;
+pub use recovery_report::RecoveryReport;
+pub use shared::{entity_key, EntityEntry, ScanSlice, ShardShared};
+pub use stats::{ShardCounters, ShardLatency, ShardStats, ShardStatus};
 pub use txn::{BatchState, CommitClock, OwnedSnapshot};
 #[cfg(feature = "sql")]
 pub(crate) use ordered_keys::OrderedKeys;

@@ -11,11 +11,12 @@ use super::actor::ShardContext;
 use super::index::LocalIndex;
 use super::shared::ShardShared;
 use crate::checkpoint::{load_checkpoints, BatchIds, Manifest};
-use crate::error::Error;
+use super::error::ShardError;
 use crate::event::StoredEvent;
 use crate::wal::io::WalStorage;
 use crate::wal::record::PartHeader;
-use crate::wal::recovery::{recover, BatchDecision, BatchOutcome, RecoveryReport, WalItem};
+use super::recovery_report::RecoveryReport;
+use crate::wal::recovery::{recover, BatchDecision, BatchOutcome, WalItem};
 use crate::wal::segment::list_segments;
 use crate::wal::writer::OpenSegment;
 
@@ -98,18 +99,18 @@ impl Loader {
 }
 
 /// Phase one: loads the checkpoints and reads the WAL (cutting off a torn tail), without loading it.
-pub(crate) async fn scan_shard<S: WalStorage>(storage: &S, ctx: &ShardContext) -> Result<(Scanned<S::File>, ShardScan), Error> {
+pub(crate) async fn scan_shard<S: WalStorage>(storage: &S, ctx: &ShardContext) -> Result<(Scanned<S::File>, ShardScan), ShardError> {
     let shared = &ctx.shared;
-    std::fs::create_dir_all(&ctx.wal_dir).map_err(|e| Error::io(format!("create {}", ctx.wal_dir.display()), e))?;
+    std::fs::create_dir_all(&ctx.wal_dir).map_err(|e| ShardError::io(format!("create {}", ctx.wal_dir.display()), e))?;
     let mut loader = Loader { index: LocalIndex::default(), last_timestamp_us: i64::MIN, scratch: String::new() };
-    let segments = list_segments(&ctx.wal_dir).map_err(|e| Error::io(format!("list {}", ctx.wal_dir.display()), e))?;
+    let segments = list_segments(&ctx.wal_dir).map_err(|e| ShardError::io(format!("list {}", ctx.wal_dir.display()), e))?;
     let wal_first_position = segments.first().map(|(first, _)| *first);
     let loaded = load_checkpoints(&ctx.checkpoint_dir, shared.index, ctx.checkpoint_damage, wal_first_position, &mut |event| {
         loader.insert(event, shared)
     })?;
     let mut wal = Vec::new();
     let mut parts = Vec::new();
-    let (mut report, open_segment) =
+    let (wal_report, open_segment) =
         recover(storage, &ctx.wal_dir, shared.index, ctx.mid_log_corruption, loaded.summary.covered_position, |item| {
             if let WalItem::Part { header, events_present } = &item {
                 parts.push((header.clone(), *events_present == header.events));
@@ -117,7 +118,7 @@ pub(crate) async fn scan_shard<S: WalStorage>(storage: &S, ctx: &ShardContext) -
             wal.push(item);
         })
         .await?;
-    report.checkpoints = loaded.summary;
+    let report = RecoveryReport { checkpoints: loaded.summary, wal: wal_report };
     let scan = ShardScan { shard: shared.index, parts, checkpointed: loaded.manifest.batches() };
     Ok((Scanned { report, loader, wal, open_segment, manifest: loaded.manifest }, scan))
 }
@@ -137,11 +138,11 @@ impl<F> Scanned<F> {
                     let decision = decisions.get(&header.batch).expect("every batch found is decided").clone();
                     let kept = decision.kept();
                     if kept {
-                        report.batch_parts_kept += 1;
+                        report.wal.batch_parts_kept += 1;
                     } else {
-                        report.batch_parts_dropped += 1;
+                        report.wal.batch_parts_dropped += 1;
                     }
-                    report.batches.push(decision);
+                    report.wal.batches.push(decision);
                     current = (events_present > 0).then_some((events_present, kept, header.batch, 0));
                 }
                 WalItem::Event(event) => {
@@ -159,8 +160,8 @@ impl<F> Scanned<F> {
                             current = None;
                         }
                         if !kept {
-                            report.records_recovered -= 1;
-                            report.records_dropped_with_batches += 1;
+                            report.wal.records_recovered -= 1;
+                            report.wal.records_dropped_with_batches += 1;
                             continue;
                         }
                     }

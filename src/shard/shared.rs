@@ -16,6 +16,7 @@ use super::ids::IdIndex;
 use super::index::in_order_run;
 use super::ordered_keys::OrderedKeys;
 use super::slots::PositionSlots;
+use super::stats::ShardStats;
 use super::txn::{CommitClock, Parts};
 use crate::event::StoredEvent;
 use crate::query::{fold_state, sort_key, EntityState, Order, Page, PageFrom, Query};
@@ -28,63 +29,6 @@ pub struct EntityEntry {
     /// Timestamps never decrease in version order, so version order is also (timestamp, position) order.
     pub ts_sorted: bool,
     pub last_timestamp_us: i64,
-}
-
-/// Counters of one shard.
-#[derive(Debug, Default)]
-pub struct ShardStats {
-    pub events_appended: AtomicU64,
-    /// Append calls taken on the shard's own thread, with no channel or wake (HTTP handlers, producers
-    /// running there).
-    pub direct_appends: AtomicU64,
-    pub wal_writes: AtomicU64,
-    pub wal_bytes: AtomicU64,
-    pub fsyncs: AtomicU64,
-    /// The last position the shard's checkpoints cover.
-    pub checkpointed_position: AtomicU64,
-    pub checkpoints_written: AtomicU64,
-    pub checkpoint_failures: AtomicU64,
-    pub compactions: AtomicU64,
-    pub wal_segments_deleted: AtomicU64,
-    /// Recorded on the shard's thread (queries also on the calling thread); read by metrics.
-    pub latency: std::sync::Mutex<ShardLatency>,
-}
-
-/// Latency distributions of one shard.
-#[derive(Debug)]
-pub struct ShardLatency {
-    /// From the shard accepting an append to its acknowledgement, ns.
-    pub append_ns: hdrhistogram::Histogram<u64>,
-    pub fsync_ns: hdrhistogram::Histogram<u64>,
-    pub query_ns: hdrhistogram::Histogram<u64>,
-    /// Events made durable by one fdatasync (group commit size).
-    pub events_per_fsync: hdrhistogram::Histogram<u64>,
-}
-
-impl Default for ShardLatency {
-    fn default() -> ShardLatency {
-        let h = || hdrhistogram::Histogram::new_with_bounds(1, 100_000_000_000, 2).expect("valid bounds");
-        ShardLatency { append_ns: h(), fsync_ns: h(), query_ns: h(), events_per_fsync: h() }
-    }
-}
-
-impl ShardStats {
-    pub(crate) fn record_fsync(&self, elapsed: std::time::Duration, events: u64) {
-        self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        let mut latency = self.latency.lock().unwrap();
-        latency.fsync_ns.saturating_record(elapsed.as_nanos() as u64);
-        if events > 0 {
-            latency.events_per_fsync.saturating_record(events);
-        }
-    }
-
-    /// Called from any thread (queries run on the caller's executor too): a sample is dropped rather
-    /// than wait for the shard or a metrics scrape holding the histograms.
-    pub(crate) fn record_query(&self, elapsed: std::time::Duration) {
-        if let Ok(mut latency) = self.latency.try_lock() {
-            latency.query_ns.saturating_record(elapsed.as_nanos() as u64);
-        }
-    }
 }
 
 pub struct ShardShared {

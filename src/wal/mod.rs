@@ -16,5 +16,5 @@ pub use error::WalError;
 pub use group_commit::{FsyncMode, GroupCommit};
 pub use pipeline::{CommitSink, Wal};
 pub use recovery::{
-    inspect_segment_bytes, inspect_shard, BatchDecision, BatchOutcome, MidLogCorruption, RecoveryReport, SegmentInspection, WalItem,
+    inspect_segment_bytes, inspect_shard, BatchDecision, BatchOutcome, MidLogCorruption, SegmentInspection, WalRecovery, WalItem,
 };

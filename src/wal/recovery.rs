@@ -22,9 +22,10 @@ pub enum MidLogCorruption {
     Fail,
 }
 
-/// What recovery found in one shard.
+/// What reading one shard's WAL at open found (the shard adds what its checkpoints held:
+/// `shard::RecoveryReport`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
+pub struct WalRecovery {
     pub shard: u32,
     pub segments: u32,
     pub records_recovered: u64,
@@ -42,8 +43,6 @@ pub struct RecoveryReport {
     /// Segments not read because a checkpoint covers all of their records.
     pub segments_covered: u32,
     pub duration: Duration,
-    /// Filled by the shard from its checkpoints (loaded before the WAL).
-    pub checkpoints: crate::checkpoint::CheckpointSummary,
     /// Cross-shard parts found in the WAL whose batch was kept: every participant has its part durably.
     pub batch_parts_kept: u64,
     /// Cross-shard parts found in the WAL whose batch was dropped (presumed abort): a participant lacks
@@ -91,28 +90,8 @@ impl std::fmt::Display for BatchDecision {
     }
 }
 
-impl RecoveryReport {
-    /// Events in memory after recovery: from checkpoints and from the WAL.
-    pub fn events(&self) -> u64 {
-        self.checkpoints.events + self.records_recovered
-    }
-}
-
-impl std::fmt::Display for RecoveryReport {
+impl std::fmt::Display for WalRecovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let c = &self.checkpoints;
-        if c.files > 0 || !c.set_aside.is_empty() {
-            write!(f, "shard {}: {} events from {} checkpoints in {:.1} ms", self.shard, c.events, c.files, c.duration.as_secs_f64() * 1000.0)?;
-            if c.events_lost > 0 {
-                write!(f, " ({} events LOST with damaged checkpoints)", c.events_lost)?;
-            }
-            if !c.set_aside.is_empty() {
-                write!(f, ", {} files set aside", c.set_aside.len())?;
-            }
-            write!(f, "; then ")?;
-        } else {
-            write!(f, "shard {}: ", self.shard)?;
-        }
         write!(
             f,
             "{} records recovered from {} WAL segments ({} covered by checkpoints, not read), {} skipped ({} corrupt bytes), \
@@ -164,10 +143,10 @@ pub async fn recover<S: WalStorage>(
     policy: MidLogCorruption,
     covered_position: u64,
     mut on_event: impl FnMut(WalItem),
-) -> Result<(RecoveryReport, Option<OpenSegment<S::File>>), WalError> {
+) -> Result<(WalRecovery, Option<OpenSegment<S::File>>), WalError> {
     let started = Instant::now();
     // Positions up to `covered_position` come from checkpoints: the log continues after it.
-    let mut report = RecoveryReport { shard, last_position: covered_position, ..RecoveryReport::default() };
+    let mut report = WalRecovery { shard, last_position: covered_position, ..WalRecovery::default() };
     let mut seen_position = 0u64;
     let segments = list_segments(wal_dir).map_err(WalError::io("list", wal_dir))?;
     let mut open_segment = None;
@@ -216,7 +195,7 @@ struct SegmentScan<'a, F> {
     path: &'a PathBuf,
     data: &'a [u8],
     policy: MidLogCorruption,
-    report: &'a mut RecoveryReport,
+    report: &'a mut WalRecovery,
     /// Records up to here are in checkpoints: read past, not delivered.
     covered_position: u64,
     /// The last position read, delivered or not: positions only go up.
@@ -392,7 +371,7 @@ async fn truncate_after<F: WalFile>(
     path: PathBuf,
     data: &[u8],
     end: u64,
-    report: &mut RecoveryReport,
+    report: &mut WalRecovery,
 ) -> Result<OpenSegment<F>, WalError> {
     let size_bytes = file.size_bytes().await.map_err(WalError::io("stat", &path))?;
     if let Some(last) = data[end as usize..].iter().rposition(|&b| b != 0) {
@@ -428,7 +407,7 @@ pub struct SegmentInspection {
 /// Records up to `covered_position` (what the checkpoints hold) are read past, as recovery does.
 pub fn inspect_shard(wal_dir: &Path, shard: u32, covered_position: u64) -> Result<Vec<SegmentInspection>, WalError> {
     let segments = list_segments(wal_dir).map_err(WalError::io("list", wal_dir))?;
-    let mut report = RecoveryReport { shard, last_position: covered_position, ..RecoveryReport::default() };
+    let mut report = WalRecovery { shard, last_position: covered_position, ..WalRecovery::default() };
     let mut seen_position = 0;
     let mut found = Vec::with_capacity(segments.len());
     for (first_position, path) in &segments {
@@ -441,7 +420,7 @@ pub fn inspect_shard(wal_dir: &Path, shard: u32, covered_position: u64) -> Resul
 /// Inspects one segment's bytes as the first segment of `shard` (the fuzzing entry point: any input must
 /// give an answer, never a panic).
 pub fn inspect_segment_bytes(data: &[u8], shard: u32, first_position: u64) -> SegmentInspection {
-    let mut report = RecoveryReport { shard, ..RecoveryReport::default() };
+    let mut report = WalRecovery { shard, ..WalRecovery::default() };
     inspect_bytes(Path::new("<bytes>"), data, first_position, 0, &mut 0, &mut report).expect("the Skip policy never fails")
 }
 
@@ -452,7 +431,7 @@ fn inspect_bytes(
     first_position: u64,
     covered_position: u64,
     seen_position: &mut u64,
-    report: &mut RecoveryReport,
+    report: &mut WalRecovery,
 ) -> Result<SegmentInspection, WalError> {
     let mut inspection =
         SegmentInspection { path: path.to_path_buf(), size_bytes: data.len() as u64, ..Default::default() };

@@ -15,7 +15,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tower_service::Service;
 
 use super::tools::{TidelogMcp, TokenTenant};
-use crate::server::routes::{read_body, ApiError, Body, HttpOptions};
+use crate::server::respond::{ApiError, Body};
+use crate::server::routes::{read_body, HttpOptions};
 use crate::side_runtime::side_runtime;
 use crate::Store;
 

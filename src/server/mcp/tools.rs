@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::server::api::{self, QueryArgs};
-use crate::server::routes::{enforce_tenant, ApiError};
+use crate::server::respond::ApiError;
+use crate::server::routes::enforce_tenant;
 use crate::{NewEvent, Order, Query, Store};
 
 /// The tenant of the HTTP request's API key, set by the `/mcp` route; absent on stdio (a local process

@@ -11,7 +11,8 @@ pub use map::{map_request, Mapped, OtlpOptions, UNKNOWN_ENTITY};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::routes::{content_type, enforce_tenant, read_body, ApiError, Body, HttpOptions};
+use super::respond::{ApiError, Body};
+use super::routes::{content_type, enforce_tenant, read_body, HttpOptions};
 use crate::{Store, DEFAULT_TENANT};
 use decode::Format;
 

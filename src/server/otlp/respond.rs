@@ -8,7 +8,7 @@ use prost::Message;
 use serde_json::json;
 
 use super::decode::Format;
-use crate::server::routes::{full, Body};
+use crate::server::respond::{full, Body};
 
 /// Reasons quoted in `error_message`, at most; the count covers all of them.
 const QUOTED_REASONS: usize = 5;

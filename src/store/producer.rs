@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::coordinator::{AppendAck, EachReceiver, PendingSend, Store};
+use super::{AppendAck, EachReceiver, PendingSend, Store};
 use crate::error::Error;
 use crate::event::{validate_event, NewEvent};
 use crate::shard::shard_for;
@@ -120,7 +120,7 @@ impl Group {
         let GroupState::Sent(rx) = &mut *state else { return Poll::Ready(()) };
         *state = match Pin::new(rx).poll(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(results)) => GroupState::Done(results.into_iter().map(Some).collect()),
+            Poll::Ready(Ok(results)) => GroupState::Done(results.into_iter().map(|r| Some(r.map_err(Error::from))).collect()),
             Poll::Ready(Err(_canceled)) => GroupState::Done(Vec::new()),
         };
         Poll::Ready(())

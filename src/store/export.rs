@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::writer::write_events;
 use crate::error::Error;
 use crate::event::StoredEvent;
 use crate::time::format_rfc3339_us;
-use crate::Store;
+use super::Store;
+use crate::checkpoint::write_events;
 
 /// Which events to export.
 #[derive(Debug, Clone, Default)]

@@ -1,0 +1,210 @@
+//! Opening a store (every shard recovers on its own core, in parallel) and closing it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_channel::oneshot;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::fanout::control_every_shard;
+use super::{Inner, ShardHandle, Store};
+use crate::checkpoint::Manifest;
+use crate::config::StoreConfig;
+use crate::epoch::{self, Epochs};
+use crate::error::Error;
+use crate::meta;
+use crate::shard::{decide, run_shard, CommitClock, Decisions, IdIndex, Opening, ShardContext, ShardMsg, ShardShared};
+#[cfg(feature = "fault-injection")]
+use crate::wal::fault::FaultyStorage;
+use crate::wal::io::FileStorage;
+use crate::wal::BatchDecision;
+
+impl Store {
+    /// Opens (or creates) the store in `config.data_dir`: starts one executor per shard, each pinned to a
+    /// core, and recovers every shard's WAL in parallel. Blocks until all shards are ready.
+    pub fn open(mut config: StoreConfig) -> Result<Store, Error> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        // Absolute from here on: glommio cannot open a relative directory to fsync it.
+        config.data_dir = std::fs::canonicalize(dir).map_err(|e| Error::io(format!("resolve {}", dir.display()), e))?;
+        let dir = &config.data_dir;
+        let lock = meta::lock(dir)?;
+        let cores: Vec<usize> = core_affinity::get_core_ids()
+            .map(|ids| ids.into_iter().map(|c| c.id).collect())
+            .filter(|ids: &Vec<usize>| !ids.is_empty())
+            .unwrap_or_else(|| vec![0]);
+        let meta = meta::load_or_create(dir, config.shards, cores.len())?;
+
+        let mut shards = Vec::with_capacity(meta.shards);
+        let mut executors = Vec::with_capacity(meta.shards);
+        let mut recovered = Vec::with_capacity(meta.shards);
+        let mut failure = None;
+        let published = Arc::new(event_listener::Event::new());
+        let checkpoint_dirs: Vec<PathBuf> = (0..meta.shards).map(|k| dir.join(format!("shard-{k}")).join("checkpoints")).collect();
+        // The checkpoints' event counts size the id maps (a hint: the WAL tail adds to it).
+        let expected_events: Vec<usize> = (0..meta.shards)
+            .map(|k| Manifest::load(&checkpoint_dirs[k], k as u32).map_or(0, |m| m.events() as usize))
+            .collect();
+        let ids = Arc::new(IdIndex::new(&expected_events));
+        let clock: Arc<CommitClock> = Arc::default();
+        for k in 0..meta.shards {
+            let (inbox, inbox_rx) = flume::bounded(config.queue_capacity);
+            let (control, control_rx) = flume::unbounded();
+            let checkpoint_dir = checkpoint_dirs[k].clone();
+            let shared = Arc::new(ShardShared::with_indexes(k as u32, published.clone(), ids.clone(), clock.clone()));
+            let ctx = ShardContext {
+                shared: shared.clone(),
+                wal_dir: dir.join(format!("shard-{k}")).join("wal"),
+                checkpoint_dir,
+                checkpoints: config.checkpoints,
+                checkpoint_damage: config.checkpoint_damage,
+                fsync: config.fsync,
+                segment_size_bytes: config.segment_size_bytes,
+                mid_log_corruption: config.mid_log_corruption,
+                max_pending_bytes: config.max_pending_bytes,
+                inbox: inbox_rx,
+                control: control_rx,
+            };
+            let (scanned, scan_rx) = oneshot::channel();
+            let (decide_tx, decisions) = oneshot::channel();
+            let (recovered_tx, report_rx) = oneshot::channel();
+            let opening = Opening { scanned, decisions, recovered: recovered_tx };
+            #[cfg(feature = "fault-injection")]
+            let fault_plan = config.fault_plan.clone();
+            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()]))
+                .name(&format!("tidelog-shard-{k}"))
+                .preempt_timer(crate::shard::PREEMPT_TIMER);
+            if config.spin_before_park_us > 0 {
+                builder = builder.spin_before_park(std::time::Duration::from_micros(config.spin_before_park_us.into()));
+            }
+            let spawned = builder
+                .spawn(move || async move {
+                    #[cfg(feature = "fault-injection")]
+                    if let Some(plan) = fault_plan {
+                        return run_shard(FaultyStorage { plan }, ctx, opening).await;
+                    }
+                    run_shard(FileStorage, ctx, opening).await
+                });
+            match spawned {
+                Ok(handle) => executors.push(handle),
+                Err(e) => {
+                    failure = Some(Error::io(format!("start executor of shard {k}"), e.into()));
+                    break;
+                }
+            }
+            shards.push(ShardHandle { inbox, control, shared });
+            recovered.push((scan_rx, decide_tx, report_rx));
+        }
+        // Shards recover in parallel, each on its own core. Phase one: every shard reads its checkpoints
+        // and WAL and reports the cross-shard parts it found; the batches are decided from all of them.
+        let mut scans = Vec::with_capacity(meta.shards);
+        for (scan, _, _) in &mut recovered {
+            match futures_lite::future::block_on(scan) {
+                Ok(Ok(scan)) => scans.push(scan),
+                Ok(Err(e)) => failure = failure.or(Some(e.into())),
+                Err(_) => failure = failure.or(Some(Error::Closed)),
+            }
+        }
+        let decisions = Arc::new(if failure.is_none() { decide(&scans) } else { Decisions::default() });
+        // Phase two: each shard loads its WAL without the dropped parts (if every shard could scan: a
+        // shard that gets no decisions stops).
+        let mut recovery = Vec::with_capacity(meta.shards);
+        let mut reports = Vec::with_capacity(meta.shards);
+        for (_, decide_tx, report) in recovered {
+            if failure.is_none() {
+                let _ = decide_tx.send(decisions.clone());
+            }
+            reports.push(report);
+        }
+        for report in reports {
+            match futures_lite::future::block_on(report) {
+                Ok(Ok(report)) => recovery.push(report),
+                Ok(Err(e)) => failure = failure.or(Some(e.into())),
+                Err(_) => failure = failure.or(Some(Error::Closed)),
+            }
+        }
+        // A new epoch, durable before the store takes an append: stream cursors name it (src/epoch.rs).
+        let epochs = match failure {
+            None => {
+                let last_positions: Vec<u64> = recovery.iter().map(|r| r.last_position).collect();
+                epoch::begin(&config.data_dir, &last_positions).unwrap_or_else(|e| {
+                    failure = Some(e);
+                    Epochs::none(meta.shards)
+                })
+            }
+            Some(_) => Epochs::none(meta.shards),
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                epochs,
+                config,
+                shards,
+                executors: Mutex::new(executors),
+                recovery,
+                batch_decisions: {
+                    let mut all: Vec<BatchDecision> = decisions.values().cloned().collect();
+                    all.sort_by_key(|d| d.batch);
+                    all
+                },
+                closed: AtomicBool::new(false),
+                sending: AtomicUsize::new(0),
+                next_txn: AtomicU64::new(1),
+                txn_epoch: crate::time::now_us().max(0) as u64,
+                clock,
+                lock: Mutex::new(Some(lock)),
+            }),
+        };
+        match failure {
+            Some(e) => {
+                store.halt();
+                Err(e)
+            }
+            None => Ok(store),
+        }
+    }
+
+    /// Flushes and fdatasyncs every shard, then stops them. Closing again does nothing. Do not call it
+    /// from a shard's own executor.
+    pub fn close(&self) -> Result<(), Error> {
+        assert!(!crate::shard::on_shard_thread(), "Store::close blocks: call it off the shards' executors");
+        if !self.stop_sending() {
+            return Ok(());
+        }
+        let replies = control_every_shard(&self.inner.shards, |reply| ShardMsg::Close { reply });
+        let mut result = Ok(());
+        for rx in replies {
+            if let Ok(Err(e)) = futures_lite::future::block_on(rx) {
+                result = result.and(Err(e.into()));
+            }
+        }
+        self.join_executors();
+        result
+    }
+
+    /// Stops every shard at once, without flushing or syncing: what a crash leaves behind, for tests.
+    #[doc(hidden)]
+    pub fn halt(&self) {
+        self.stop_sending();
+        control_every_shard(&self.inner.shards, |_: oneshot::Sender<()>| ShardMsg::Halt);
+        self.join_executors();
+    }
+
+    fn join_executors(&self) {
+        let executors = std::mem::take(&mut *self.inner.executors.lock().unwrap());
+        for executor in executors {
+            let _ = executor.join();
+        }
+        self.inner.lock.lock().unwrap().take();
+    }
+
+    /// Sets `closed` and waits until no send that missed it is still under way. Returns whether this
+    /// call closed the store.
+    fn stop_sending(&self) -> bool {
+        let first = !self.inner.closed.swap(true, Ordering::SeqCst);
+        while self.inner.sending.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        first
+    }
+}
