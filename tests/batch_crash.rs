@@ -12,10 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::http::{get, try_request};
-use common::server::serve;
+use common::server::Server;
 use serde_json::json;
 
 const MEMBERS: usize = 40;
+
+/// `tidelog serve` with 1 MiB segments.
+fn serve(dir: &std::path::Path, fsync_interval_ms: u32) -> Server {
+    Server::start(dir, fsync_interval_ms, &["--segment-size-mib", "1"])
+}
 
 fn rounds() -> u64 {
     std::env::var("BATCH_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2)
@@ -40,7 +45,8 @@ fn run(fsync_interval_ms: u32) -> (tempfile::TempDir, Seen) {
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let (torn, reads) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     for round in 0..rounds() {
-        let (mut child, addr) = serve(dir.path(), fsync_interval_ms);
+        let mut server = serve(dir.path(), fsync_interval_ms);
+        let addr = server.addr;
         let stop = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> = (0..6)
             .map(|w| {
@@ -88,8 +94,7 @@ fn run(fsync_interval_ms: u32) -> (tempfile::TempDir, Seen) {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(600 + 150 * round));
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
+        server.kill();
         stop.store(true, Ordering::Relaxed);
         writers.into_iter().chain(readers).for_each(|t| t.join().unwrap());
     }
@@ -104,13 +109,13 @@ fn run(fsync_interval_ms: u32) -> (tempfile::TempDir, Seen) {
 
 /// Counts of every batch sent, read after a restart.
 fn counts_after_restart(dir: &std::path::Path, fsync_interval_ms: u32, sent: &[String]) -> Vec<(String, usize)> {
-    let (mut child, addr) = serve(dir, fsync_interval_ms);
+    let mut server = serve(dir, fsync_interval_ms);
+    let addr = server.addr;
     let counts = sent
         .iter()
         .map(|t| (t.clone(), get(addr, &format!("/api/v1/events/query?event_type={t}&limit=1000")).json()["count"].as_u64().unwrap() as usize))
         .collect();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
     counts
 }
 

@@ -8,19 +8,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::http::{get, try_request};
-use common::server::serve as serve_with;
-
-fn serve(dir: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
-    serve_with(dir, 0)
-}
+use common::server::Server;
 use serde_json::json;
+
+/// `tidelog serve` at FSYNC_INTERVAL=0 with 1 MiB segments.
+fn serve(dir: &std::path::Path) -> Server {
+    Server::start(dir, 0, &["--segment-size-mib", "1"])
+}
 
 #[test]
 fn sigkill_under_http_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let acked: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
     for round in 0..3u64 {
-        let (mut child, addr) = serve(dir.path());
+        let mut server = serve(dir.path());
+        let addr = server.addr;
         let stop = Arc::new(AtomicBool::new(false));
         let clients: Vec<_> = (0..8)
             .map(|client| {
@@ -45,8 +47,7 @@ fn sigkill_under_http_load_loses_no_acknowledged_event() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(400 + 200 * round));
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
+        server.kill();
         stop.store(true, Ordering::Relaxed);
         for c in clients {
             c.join().unwrap();
@@ -54,7 +55,8 @@ fn sigkill_under_http_load_loses_no_acknowledged_event() {
     }
     let acked = acked.lock().unwrap();
     assert!(acked.len() > 100, "only {} events acknowledged", acked.len());
-    let (mut child, addr) = serve(dir.path());
+    let mut server = serve(dir.path());
+    let addr = server.addr;
     for (id, entity, version) in acked.iter() {
         let r = get(addr, &format!("/api/v1/events/{id}"));
         assert_eq!(r.status, 200, "acknowledged event {id} lost");
@@ -68,14 +70,14 @@ fn sigkill_under_http_load_loses_no_acknowledged_event() {
         assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "{entity}: each event once, no gaps");
     }
     eprintln!("{} acknowledged events verified after 3 SIGKILLs", acked.len());
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
 }
 
 #[test]
 fn sigterm_drains_requests_syncs_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = serve(dir.path());
+    let mut server = serve(dir.path());
+    let addr = server.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let clients: Vec<_> = (0..4)
@@ -95,9 +97,7 @@ fn sigterm_drains_requests_syncs_and_exits_zero() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    let status = server.terminate();
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().unwrap();

@@ -3,7 +3,6 @@
 
 pub mod http;
 pub mod python;
-pub mod serve;
 pub mod server;
 
 use std::path::Path;
