@@ -7,15 +7,21 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::crash::Clients;
 use common::http::{get, try_request};
-use common::server::serve;
+use common::server::Server;
 use serde_json::json;
 
 const MEMBERS: usize = 40;
+
+/// `tidelog serve` with 1 MiB segments.
+fn serve(dir: &std::path::Path, fsync_interval_ms: u32) -> Server {
+    Server::start(dir, fsync_interval_ms, &["--segment-size-mib", "1"])
+}
 
 fn rounds() -> u64 {
     std::env::var("BATCH_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2)
@@ -40,58 +46,50 @@ fn run(fsync_interval_ms: u32) -> (tempfile::TempDir, Seen) {
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let (torn, reads) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     for round in 0..rounds() {
-        let (mut child, addr) = serve(dir.path(), fsync_interval_ms);
-        let stop = Arc::new(AtomicBool::new(false));
-        let writers: Vec<_> = (0..6)
-            .map(|w| {
-                let (stop, sent, acked) = (stop.clone(), sent.clone(), acked.clone());
-                std::thread::spawn(move || {
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let event_type = format!("f{fsync_interval_ms}-r{round}-w{w}-b{n}");
-                        let events: Vec<_> = (0..MEMBERS)
-                            .map(|e| json!({"event_type": event_type, "entity_id": format!("{event_type}-e{e}"), "payload": {"e": e}}))
-                            .collect();
-                        sent.lock().unwrap().push(event_type.clone());
-                        let body = json!({ "events": events }).to_string();
-                        match try_request(addr, "POST", "/api/v1/events/batch", Some("application/json"), body.as_bytes()) {
-                            Some(r) if r.status == 200 => acked.lock().unwrap().push(event_type),
-                            Some(r) if r.status == 503 => {}
-                            Some(r) => panic!("unexpected answer {}: {}", r.status, r.body),
-                            None => {} // cut off by the kill: not acknowledged
-                        }
-                        n += 1;
+        let mut server = serve(dir.path(), fsync_interval_ms);
+        let mut clients = Clients::new(&server);
+        clients.spawn(6, {
+            let (sent, acked) = (sent.clone(), acked.clone());
+            move |w, addr, stop| {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let event_type = format!("f{fsync_interval_ms}-r{round}-w{w}-b{n}");
+                    let events: Vec<_> = (0..MEMBERS)
+                        .map(|e| json!({"event_type": event_type, "entity_id": format!("{event_type}-e{e}"), "payload": {"e": e}}))
+                        .collect();
+                    sent.lock().unwrap().push(event_type.clone());
+                    let body = json!({ "events": events }).to_string();
+                    match try_request(addr, "POST", "/api/v1/events/batch", Some("application/json"), body.as_bytes()) {
+                        Some(r) if r.status == 200 => acked.lock().unwrap().push(event_type),
+                        Some(r) if r.status == 503 => {}
+                        Some(r) => panic!("unexpected answer {}: {}", r.status, r.body),
+                        None => {} // cut off by the kill: not acknowledged
                     }
-                })
-            })
-            .collect();
-        let readers: Vec<_> = (0..3)
-            .map(|_| {
-                let (stop, sent, torn, reads) = (stop.clone(), sent.clone(), torn.clone(), reads.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let recent: Vec<String> = sent.lock().unwrap().iter().rev().take(6).cloned().collect();
-                        for event_type in recent {
-                            match count(addr, &event_type) {
-                                Some(n) if n != 0 && n != MEMBERS => {
-                                    eprintln!("a reader saw {n} of {MEMBERS} events of {event_type}");
-                                    torn.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Some(_) => {
-                                    reads.fetch_add(1, Ordering::Relaxed);
-                                }
-                                None => {}
+                    n += 1;
+                }
+            }
+        });
+        clients.spawn(3, {
+            let (sent, torn, reads) = (sent.clone(), torn.clone(), reads.clone());
+            move |_, addr, stop| {
+                while !stop.load(Ordering::Relaxed) {
+                    let recent: Vec<String> = sent.lock().unwrap().iter().rev().take(6).cloned().collect();
+                    for event_type in recent {
+                        match count(addr, &event_type) {
+                            Some(n) if n != 0 && n != MEMBERS => {
+                                eprintln!("a reader saw {n} of {MEMBERS} events of {event_type}");
+                                torn.fetch_add(1, Ordering::Relaxed);
                             }
+                            Some(_) => {
+                                reads.fetch_add(1, Ordering::Relaxed);
+                            }
+                            None => {}
                         }
                     }
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(600 + 150 * round));
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
-        stop.store(true, Ordering::Relaxed);
-        writers.into_iter().chain(readers).for_each(|t| t.join().unwrap());
+                }
+            }
+        });
+        clients.kill_after(&mut server, Duration::from_millis(600 + 150 * round));
     }
     let seen = Seen {
         sent: std::mem::take(&mut *sent.lock().unwrap()),
@@ -104,13 +102,13 @@ fn run(fsync_interval_ms: u32) -> (tempfile::TempDir, Seen) {
 
 /// Counts of every batch sent, read after a restart.
 fn counts_after_restart(dir: &std::path::Path, fsync_interval_ms: u32, sent: &[String]) -> Vec<(String, usize)> {
-    let (mut child, addr) = serve(dir, fsync_interval_ms);
+    let mut server = serve(dir, fsync_interval_ms);
+    let addr = server.addr;
     let counts = sent
         .iter()
         .map(|t| (t.clone(), get(addr, &format!("/api/v1/events/query?event_type={t}&limit=1000")).json()["count"].as_u64().unwrap() as usize))
         .collect();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
     counts
 }
 

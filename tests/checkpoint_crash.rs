@@ -10,15 +10,13 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{block_on, parse_ack, Ack};
-use tidelog::{Query, Store};
+use common::crash::{close_within, drain, load_and_kill, seed, tidelog, verify_acks, Ack, Load};
+use tidelog::Store;
 
 const SHARDS: usize = 2;
 const ENTITIES: u64 = 400;
@@ -29,59 +27,19 @@ struct Round {
     kill_after: Duration,
 }
 
-fn tidelog(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidelog"));
-    command.args(["--data-dir", dir.to_str().unwrap(), "--shards", &SHARDS.to_string(), "--segment-size-mib", "1"]);
-    command
-}
-
 /// Runs `tidelog load --print-acks`, SIGKILLs it `kill_after` after its first acknowledgement (so the
 /// delay is spent loading, not in the child's own recovery), and returns the acks it printed.
 fn run_and_kill(dir: &Path, round: &Round) -> Vec<Ack> {
-    let mut child = tidelog(dir)
-        .args(["--checkpoint-events", &round.checkpoint_events.to_string()])
-        .args(["load", "--tasks", "64", "--events", "100000000", "--entities", &ENTITIES.to_string(), "--print-acks"])
-        .env("FSYNC_INTERVAL", round.fsync_interval_ms.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tidelog");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = drain(child.stderr.take().unwrap());
-    let (first_ack_tx, first_ack) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut acks = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(ack) = parse_ack(&line) {
-                if acks.is_empty() {
-                    let _ = first_ack_tx.send(());
-                }
-                acks.push(ack);
-            }
-        }
-        acks
-    });
-    let started = first_ack.recv_timeout(Duration::from_secs(60));
-    if started.is_ok() {
-        std::thread::sleep(round.kill_after);
-    }
-    let exited_early = child.try_wait().unwrap();
-    child.kill().ok(); // std's kill() sends SIGKILL on Unix
-    let status = child.wait().unwrap();
-    let stderr = stderr.join().unwrap();
-    assert!(started.is_ok(), "the child acknowledged nothing within 60 s; stderr:\n{stderr}");
-    assert!(exited_early.is_none(), "the child stopped on its own ({status}) before the kill; stderr:\n{stderr}");
-    reader.join().unwrap()
-}
-
-/// Reads a child's stderr to the end on a thread, so a chatty child never blocks on a full pipe.
-fn drain(mut pipe: std::process::ChildStderr) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
+    let checkpoint_events = round.checkpoint_events.to_string();
+    let entities = ENTITIES.to_string();
+    let load = Load {
+        store_args: &["--checkpoint-events", &checkpoint_events],
+        load_args: &["--tasks", "64", "--entities", &entities],
+        fsync_interval_ms: round.fsync_interval_ms,
+        kill_after: round.kill_after,
+        first_ack_within: Duration::from_secs(60),
+    };
+    load_and_kill(dir, &load)
 }
 
 /// What one shard's MANIFEST.json names: (file names, covered position).
@@ -154,55 +112,16 @@ fn verify(dir: &Path, acks: &[Ack], covered_before: &[u64], segments_before: &[V
         totals.events_from_checkpoints += c.events;
         totals.checkpoint_files_loaded += c.files as u64;
     }
-    for ack in acks {
-        let event = store.get(&ack.tenant, &ack.id).unwrap_or_else(|| panic!("acknowledged event {} lost", ack.id));
-        assert_eq!((event.entity_id(), event.version()), (ack.entity.as_str(), ack.version), "event {}", ack.id);
-        serde_json::from_str::<serde_json::Value>(event.payload_json()).expect("payload intact");
-    }
-    // Exactly once: every entity's history has versions 1..=n, each once, and holds its acks.
-    let mut acked_per_entity: HashMap<(&str, &str), u64> = HashMap::new();
-    for a in acks {
-        let v = acked_per_entity.entry((&a.tenant, &a.entity)).or_default();
-        *v = (*v).max(a.version);
-    }
-    for (&(tenant, entity), &acked) in &acked_per_entity {
-        let history = block_on(store.query(&Query::tenant(tenant).entity(entity).limit(10_000))).unwrap();
-        assert!(!history.has_more, "{tenant}/{entity}: more than 10,000 events, raise the limit");
-        let versions: Vec<u64> = history.events.iter().map(|e| e.version()).collect();
-        assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "{tenant}/{entity}");
-        let ids: HashSet<uuid::Uuid> = history.events.iter().map(|e| e.id()).collect();
-        assert_eq!(ids.len(), versions.len(), "no event stored twice");
-        assert!(versions.len() as u64 >= acked, "{tenant}/{entity}: {} events, version {acked} acknowledged", versions.len());
-    }
+    // Exactly once: every ack found as acknowledged, every entity's history 1..=n, each once.
+    verify_acks(&store, acks);
     close_within(store, Duration::from_secs(60));
     (0..SHARDS).map(|k| manifest(dir, k).1).collect()
-}
-
-/// Closes on another thread so a close that never returns (a stuck checkpoint) fails the test instead
-/// of hanging it.
-fn close_within(store: Store, limit: Duration) {
-    let (done_tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(store.close());
-    });
-    match done.recv_timeout(limit) {
-        Ok(result) => result.expect("close"),
-        Err(_) => panic!("Store::close did not return within {limit:?}"),
-    }
-}
-
-fn seed() -> u64 {
-    match std::env::var("TIDELOG_CRASH_SEED") {
-        Ok(s) => s.parse().expect("TIDELOG_CRASH_SEED is a u64"),
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
-    }
 }
 
 #[test]
 fn sigkill_during_checkpoints_loses_nothing_acknowledged() {
     let started = Instant::now();
-    let seed = seed();
-    eprintln!("checkpoint_crash seed {seed} (TIDELOG_CRASH_SEED={seed} replays it)");
+    let seed = seed("checkpoint_crash");
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut all_acks = Vec::new();

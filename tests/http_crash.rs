@@ -1,107 +1,89 @@
 //! SIGKILL `tidelog serve` under concurrent HTTP load with FSYNC_INTERVAL=0; after a restart every event
-//! that got a 200 must be there exactly once.
+//! that got a 200 must be there exactly once. And SIGTERM: a graceful stop that drains and syncs.
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::http::{get, try_request};
-use common::server::serve as serve_with;
-
-fn serve(dir: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
-    serve_with(dir, 0)
-}
+use common::crash::{verify_acks, Ack, Clients};
+use common::http::try_request;
+use common::server::Server;
 use serde_json::json;
+
+/// `tidelog serve` at FSYNC_INTERVAL=0 with 1 MiB segments.
+fn serve(dir: &std::path::Path) -> Server {
+    Server::start(dir, 0, &["--segment-size-mib", "1"])
+}
 
 #[test]
 fn sigkill_under_http_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
-    let acked: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<Ack>>> = Arc::default();
     for round in 0..3u64 {
-        let (mut child, addr) = serve(dir.path());
-        let stop = Arc::new(AtomicBool::new(false));
-        let clients: Vec<_> = (0..8)
-            .map(|client| {
-                let (stop, acked) = (stop.clone(), acked.clone());
-                std::thread::spawn(move || {
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let entity = format!("r{round}-c{client}-e{}", n % 5);
-                        let body = json!({"event_type":"tick","entity_id":entity,"payload":{"n":n}});
-                        // A request cut off by the kill has no answer: it was not acknowledged.
-                        let reply = try_request(addr, "POST", "/api/v1/events", Some("application/json"), body.to_string().as_bytes());
-                        if let Some(reply) = reply {
-                            if reply.status == 200 {
-                                let ack = reply.json();
-                                let id = ack["event_id"].as_str().unwrap().to_string();
-                                acked.lock().unwrap().push((id, entity, ack["version"].as_u64().unwrap()));
-                            }
+        let mut server = serve(dir.path());
+        let mut clients = Clients::new(&server);
+        clients.spawn(8, {
+            let acked = acked.clone();
+            move |client, addr, stop| {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let entity = format!("r{round}-c{client}-e{}", n % 5);
+                    let payload = json!({ "n": n });
+                    let body = json!({"event_type":"tick","entity_id":entity,"payload":payload});
+                    // A request cut off by the kill has no answer: it was not acknowledged.
+                    let reply = try_request(addr, "POST", "/api/v1/events", Some("application/json"), body.to_string().as_bytes());
+                    if let Some(reply) = reply {
+                        if reply.status == 200 {
+                            let ack = reply.json();
+                            acked.lock().unwrap().push(Ack {
+                                id: ack["event_id"].as_str().unwrap().parse().unwrap(),
+                                tenant: tidelog::DEFAULT_TENANT.into(),
+                                entity,
+                                version: ack["version"].as_u64().unwrap(),
+                                payload: Some(payload),
+                            });
                         }
-                        n += 1;
                     }
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(400 + 200 * round));
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
-        stop.store(true, Ordering::Relaxed);
-        for c in clients {
-            c.join().unwrap();
-        }
+                    n += 1;
+                }
+            }
+        });
+        clients.kill_after(&mut server, Duration::from_millis(400 + 200 * round));
     }
     let acked = acked.lock().unwrap();
     assert!(acked.len() > 100, "only {} events acknowledged", acked.len());
-    let (mut child, addr) = serve(dir.path());
-    for (id, entity, version) in acked.iter() {
-        let r = get(addr, &format!("/api/v1/events/{id}"));
-        assert_eq!(r.status, 200, "acknowledged event {id} lost");
-        let event = &r.json()["event"];
-        assert_eq!((event["entity_id"].as_str().unwrap(), event["version"].as_u64().unwrap()), (entity.as_str(), *version));
-    }
-    let entities: std::collections::HashSet<&String> = acked.iter().map(|(_, e, _)| e).collect();
-    for entity in entities {
-        let page = get(addr, &format!("/api/v1/events/query?entity_id={entity}&limit=10000")).json();
-        let versions: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["version"].as_u64().unwrap()).collect();
-        assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "{entity}: each event once, no gaps");
-    }
+    // Read back over HTTP from a restarted server: every acknowledged event by id, and every entity's
+    // history (each event once, no gaps).
+    let mut server = serve(dir.path());
+    verify_acks(&server, &acked);
     eprintln!("{} acknowledged events verified after 3 SIGKILLs", acked.len());
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
 }
 
 #[test]
 fn sigterm_drains_requests_syncs_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = serve(dir.path());
-    let stop = Arc::new(AtomicBool::new(false));
+    let mut server = serve(dir.path());
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let (stop, acked) = (stop.clone(), acked.clone());
-            std::thread::spawn(move || {
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let body = json!({"event_type":"t","entity_id":format!("c{c}"),"payload":{"n":n}}).to_string();
-                    match try_request(addr, "POST", "/api/v1/events", Some("application/json"), body.as_bytes()) {
-                        Some(r) if r.status == 200 => acked.lock().unwrap().push(r.json()["event_id"].as_str().unwrap().to_string()),
-                        _ => break, // refused: the server is stopping
-                    }
-                    n += 1;
+    let mut clients = Clients::new(&server);
+    clients.spawn(4, {
+        let acked = acked.clone();
+        move |c, addr, stop| {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let body = json!({"event_type":"t","entity_id":format!("c{c}"),"payload":{"n":n}}).to_string();
+                match try_request(addr, "POST", "/api/v1/events", Some("application/json"), body.as_bytes()) {
+                    Some(r) if r.status == 200 => acked.lock().unwrap().push(r.json()["event_id"].as_str().unwrap().to_string()),
+                    _ => break, // refused: the server is stopping
                 }
-            })
-        })
-        .collect();
+                n += 1;
+            }
+        }
+    });
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
+    let status = clients.stop_with(|| server.terminate());
     assert_eq!(status.code(), Some(0), "graceful exit");
     let acked = acked.lock().unwrap();
     assert!(!acked.is_empty());

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::Command;
 
-use common::serve::Served;
+use common::server::Server;
 use serde_json::{json, Value};
 
 const TOOLS: [&str; 7] = ["append_event", "append_events", "query_events", "get_event", "entity_state", "recent_events", "tenant_stats"];
@@ -139,14 +139,14 @@ fn stdio_server_answers_like_the_http_api() {
     let data = dir.path().join("data");
     let out = run_client(&["stdio", env!("CARGO_BIN_EXE_tidelog"), data.to_str().unwrap(), "agents"]);
     // `tidelog mcp` has exited (the client closed its stdin); the server opens the same directory.
-    let server = Served::start(&data, &[]);
+    let server = Server::start(&data, 0, &[]);
     check(&out, server.addr, "agents", None);
 }
 
 #[test]
 fn streamable_http_at_mcp_answers_like_the_http_api() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Served::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), 0, &[]);
     let out = run_client(&["http", &format!("{}/mcp", server.url()), "agents"]);
     check(&out, server.addr, "agents", None);
 }
@@ -157,7 +157,7 @@ fn streamable_http_under_api_keys_acts_on_the_token_tenant() {
     let keys = dir.path().join("keys.json");
     let token = "acme-token-0123456789";
     std::fs::write(&keys, format!(r#"{{"{token}": "acme"}}"#)).unwrap();
-    let server = Served::start(&dir.path().join("data"), &["--auth-file", keys.to_str().unwrap()]);
+    let server = Server::start(&dir.path().join("data"), 0, &["--auth-file", keys.to_str().unwrap()]);
     let out = run_client(&["http", &format!("{}/mcp", server.url()), "acme", token, "--keyed"]);
     check(&out, server.addr, "acme", Some(token));
     assert!(out["errors"]["other_tenant"]["message"].as_str().unwrap().contains("not the token's tenant"));

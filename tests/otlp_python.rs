@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::serve::Served;
+use common::server::Server;
 use serde_json::Value;
 
 const RECORDS_PER_EXPORTER: usize = 40;
@@ -16,7 +16,7 @@ const RECORDS_PER_EXPORTER: usize = 40;
 fn python_sdk_exports_land_as_events() {
     let python = common::python::python();
     let dir = tempfile::tempdir().unwrap();
-    let server = Served::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), 0, &[]);
     let output = Command::new(&python)
         .arg(common::python::script("otlp_export.py"))
         .arg(server.url())

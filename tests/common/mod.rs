@@ -1,9 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod http;
 pub mod python;
-pub mod serve;
 pub mod server;
 
 use std::path::Path;
@@ -52,20 +52,4 @@ pub fn occupy_shard(store: &Store, shard: usize) -> std::sync::Arc<std::sync::at
 
 pub fn event(tenant: &str, entity: &str, event_type: &str, n: u64) -> NewEvent {
     NewEvent::new(entity, event_type, &json!({ "n": n, "entity": entity })).with_tenant(tenant)
-}
-
-/// An acknowledgement printed by `tidelog load --print-acks`.
-pub struct Ack {
-    pub id: uuid::Uuid,
-    pub tenant: String,
-    pub entity: String,
-    pub version: u64,
-}
-
-/// Parses `ack <id> <tenant> <entity> <version>`. A line cut short by a kill has no trailing fields and
-/// is not an acknowledgement.
-pub fn parse_ack(line: &str) -> Option<Ack> {
-    let parts: Vec<&str> = line.split(' ').collect();
-    let ["ack", id, tenant, entity, version] = parts[..] else { return None };
-    Some(Ack { id: id.parse().ok()?, tenant: tenant.into(), entity: entity.into(), version: version.parse().ok()? })
 }
