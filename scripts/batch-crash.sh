@@ -4,4 +4,4 @@
 # batch is whole or absent (recovery decides in-doubt batches, docs/BATCHES.md). Usage: scripts/batch-crash.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BATCH_CRASH_ROUNDS=${1:-20} cargo test --release --no-default-features --test batch_crash -- --nocapture
+BATCH_CRASH_ROUNDS=${1:-20} cargo test --release --no-default-features --features cli --test batch_crash -- --nocapture
