@@ -23,6 +23,7 @@ pub mod durable;
 pub mod epoch;
 pub mod error;
 pub mod event;
+pub mod layout;
 pub mod loadgen;
 mod meta;
 pub mod producer;

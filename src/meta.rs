@@ -7,10 +7,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::layout::{self, META_FILE};
 use crate::wal::segment::{FORMAT_VERSION, MIN_FORMAT_VERSION};
 
-const META_FILE: &str = "tidelog.json";
-const LOCK_FILE: &str = "LOCK";
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Meta {
@@ -25,7 +24,7 @@ fn dir_error(dir: &Path, reason: impl Into<String>) -> Error {
 /// Reads the metadata, or writes it (atomically) for a new directory. `shards == 0` takes what the
 /// directory says, or `default_shards` for a new one.
 pub fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -> Result<Meta, Error> {
-    let path = dir.join(META_FILE);
+    let path = layout::meta_file(dir);
     match std::fs::read(&path) {
         Ok(bytes) => {
             let mut meta: Meta = serde_json::from_slice(&bytes)
@@ -73,7 +72,7 @@ fn store(path: &Path, meta: &Meta) -> Result<(), Error> {
 pub struct DirLock(#[allow(dead_code)] File);
 
 pub fn lock(dir: &Path) -> Result<DirLock, Error> {
-    let path = dir.join(LOCK_FILE);
+    let path = layout::lock_file(dir);
     let file = File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
     // SAFETY: flock on a valid, owned file descriptor.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
