@@ -15,6 +15,7 @@
 //! # Ok::<(), tidelog::Error>(())
 //! ```
 
+pub mod api;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;

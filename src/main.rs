@@ -383,7 +383,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Query(q) => query(&store, q),
         Command::Get { id, tenant } => match store.get(&tenant, &id) {
             Some(event) => {
-                println!("{}", event.to_json());
+                println!("{}", tidelog::api::event_json(&event));
                 Ok(())
             }
             None => Err(format!("no event {id} in tenant {tenant:?}")),
@@ -709,7 +709,7 @@ fn query(store: &Store, q: QueryArgs) -> Result<(), String> {
     let result = block_on(store.query(&query)).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     for event in &result.events {
-        writeln!(out, "{}", event.to_json()).map_err(|e| e.to_string())?;
+        writeln!(out, "{}", tidelog::api::event_json(event)).map_err(|e| e.to_string())?;
     }
     eprintln!("{} events{}", result.events.len(), if result.has_more { " (more match)" } else { "" });
     Ok(())
