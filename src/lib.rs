@@ -26,7 +26,7 @@ pub mod error;
 pub mod event;
 pub mod layout;
 pub mod loadgen;
-mod meta;
+pub mod meta;
 pub mod producer;
 pub mod query;
 pub mod server;
