@@ -9,8 +9,7 @@ use std::path::Path;
 
 use crate::error::Error;
 
-/// The file, in the data directory.
-pub const EPOCHS_FILE: &str = "EPOCHS";
+pub use crate::layout::EPOCHS_FILE;
 const MAGIC: [u8; 8] = *b"TLEPOCHS";
 const EPOCHS_FORMAT_VERSION: u32 = 1;
 const HEADER_BYTES: usize = 8 + 4 + 4 + 8;
@@ -142,7 +141,7 @@ fn epochs_error(dir: &Path, reason: impl std::fmt::Display) -> Error {
 /// by the open, after recovery and before the store takes its first append.
 pub fn begin(dir: &Path, last_positions: &[u64]) -> Result<Epochs, Error> {
     let shards = last_positions.len();
-    let path = dir.join(EPOCHS_FILE);
+    let path = crate::layout::epochs_file(dir);
     let mut epochs = match std::fs::read(&path) {
         Ok(bytes) => Epochs::decode(&bytes, shards).map_err(|reason| epochs_error(dir, reason))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Epochs { shards, entries: Vec::new() },
@@ -172,7 +171,7 @@ mod tests {
         // Epoch 2 reached 120 and 70; a clean close kept everything.
         let third = begin(dir.path(), &[120, 70]).unwrap();
         assert_eq!(third.current(), 3);
-        assert_eq!(Epochs::decode(&std::fs::read(dir.path().join(EPOCHS_FILE)).unwrap(), 2).unwrap(), third);
+        assert_eq!(Epochs::decode(&std::fs::read(crate::layout::epochs_file(dir.path())).unwrap(), 2).unwrap(), third);
         assert_eq!(second.entries(), &third.entries()[..2]);
         // An epoch-1 cursor past what survived resumes at the end of what survived.
         assert_eq!(third.resume_position(1, 0, 100), Ok(80));
@@ -190,7 +189,7 @@ mod tests {
     fn damage_and_a_shard_count_mismatch_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         begin(dir.path(), &[5, 6]).unwrap();
-        let path = dir.path().join(EPOCHS_FILE);
+        let path = crate::layout::epochs_file(dir.path());
         let mut bytes = std::fs::read(&path).unwrap();
         assert!(Epochs::decode(&bytes, 3).unwrap_err().contains("2 shards"));
         bytes[HEADER_BYTES] ^= 1;

@@ -15,6 +15,7 @@
 //! # Ok::<(), tidelog::Error>(())
 //! ```
 
+pub mod api;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod checkpoint;
@@ -23,9 +24,10 @@ pub mod durable;
 pub mod epoch;
 pub mod error;
 pub mod event;
+pub mod layout;
 #[cfg(feature = "bench")]
 pub mod loadgen;
-mod meta;
+pub mod meta;
 pub mod query;
 #[cfg(feature = "server")]
 pub mod server;

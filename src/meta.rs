@@ -2,15 +2,14 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::layout::{self, META_FILE};
 use crate::wal::segment::{FORMAT_VERSION, MIN_FORMAT_VERSION};
 
-const META_FILE: &str = "tidelog.json";
-const LOCK_FILE: &str = "LOCK";
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Meta {
@@ -24,8 +23,8 @@ fn dir_error(dir: &Path, reason: impl Into<String>) -> Error {
 
 /// Reads the metadata, or writes it (atomically) for a new directory. `shards == 0` takes what the
 /// directory says, or `default_shards` for a new one.
-pub fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -> Result<Meta, Error> {
-    let path = dir.join(META_FILE);
+pub(crate) fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -> Result<Meta, Error> {
+    let path = layout::meta_file(dir);
     match std::fs::read(&path) {
         Ok(bytes) => {
             let mut meta: Meta = serde_json::from_slice(&bytes)
@@ -63,6 +62,25 @@ pub fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -> Resul
     }
 }
 
+/// Why an existing directory's metadata could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Unreadable { path: PathBuf, source: serde_json::Error },
+}
+
+/// Reads the metadata of an existing directory and changes nothing (no lock, no upgrade of an older
+/// version): for checks of a directory that may be in use, like `tidelog inspect`.
+pub fn read(dir: &Path) -> Result<Meta, ReadError> {
+    let path = layout::meta_file(dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ReadError::Unreadable { path, source }),
+        Err(source) => Err(ReadError::Io { path, source }),
+    }
+}
+
 fn store(path: &Path, meta: &Meta) -> Result<(), Error> {
     let bytes = serde_json::to_vec_pretty(meta).expect("serialisable");
     crate::durable::replace_file(path, &bytes).map_err(|e| Error::io(format!("{} {}", e.op, e.path.display()), e.source))
@@ -70,10 +88,10 @@ fn store(path: &Path, meta: &Meta) -> Result<(), Error> {
 
 /// An exclusive lock on the data directory, held while the store is open (released by the kernel if
 /// the process dies).
-pub struct DirLock(#[allow(dead_code)] File);
+pub(crate) struct DirLock(#[allow(dead_code)] File);
 
-pub fn lock(dir: &Path) -> Result<DirLock, Error> {
-    let path = dir.join(LOCK_FILE);
+pub(crate) fn lock(dir: &Path) -> Result<DirLock, Error> {
+    let path = layout::lock_file(dir);
     let file = File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
     // SAFETY: flock on a valid, owned file descriptor.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {

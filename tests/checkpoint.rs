@@ -32,7 +32,7 @@ fn snapshot(store: &Store) -> Vec<String> {
     let mut seen = Vec::new();
     for tenant in ["acme", "globex"] {
         let all = block_on(store.query(&Query::tenant(tenant).limit(10_000))).unwrap();
-        seen.extend(all.events.iter().map(|e| e.to_json().to_string()));
+        seen.extend(all.events.iter().map(|e| tidelog::api::event_json(e).to_string()));
         let desc = block_on(store.query(&Query::tenant(tenant).order(Order::Desc).event_type("order.paid").limit(7))).unwrap();
         seen.extend(desc.events.iter().map(|e| format!("desc {}", e.id())));
         for e in 0..20 {

@@ -13,7 +13,7 @@ use super::manifest::{CheckpointFile, Manifest, MANIFEST_FILE};
 use super::schema::events_of;
 use crate::event::StoredEvent;
 
-pub const SET_ASIDE_DIR: &str = "set-aside";
+pub use crate::layout::SET_ASIDE_DIR;
 
 /// What to do when a checkpoint named by the manifest is damaged and the WAL no longer holds its events.
 /// (When the WAL still holds them, the checkpoint is set aside and the WAL replayed instead: nothing is
@@ -69,7 +69,7 @@ pub fn load_checkpoints(
     let manifest = Manifest::load(dir, shard)?;
     // WAL segments are deleted only once a manifest covers them: a WAL that starts after position 1
     // with no manifest means the manifest was lost, not that there never were checkpoints.
-    if !dir.join(MANIFEST_FILE).exists() {
+    if !crate::layout::manifest_file(dir).exists() {
         if let Some(first) = wal_first_position.filter(|&first| first > 1) {
             if policy == CheckpointDamage::Refuse {
                 return Err(CheckpointError::ManifestMissing { dir: dir.to_path_buf(), manifest: MANIFEST_FILE, wal_first_position: first });
@@ -111,7 +111,7 @@ pub fn load_checkpoints(
                     first_position: entry.first_position,
                     last_position: entry.last_position,
                     events: entry.events,
-                    set_aside_dir: dir.join(SET_ASIDE_DIR).display().to_string(),
+                    set_aside_dir: crate::layout::set_aside_dir(dir).display().to_string(),
                 })
             }
             CheckpointDamage::SetAside => {
@@ -197,7 +197,7 @@ fn set_aside_strays(dir: &Path, manifest: &Manifest, found: &mut Vec<SetAsideFil
 }
 
 fn set_aside(dir: &Path, name: &str, reason: String, found: &mut Vec<SetAsideFile>) -> Result<(), CheckpointError> {
-    let aside = dir.join(SET_ASIDE_DIR);
+    let aside = crate::layout::set_aside_dir(dir);
     std::fs::create_dir_all(&aside).map_err(CheckpointError::io("create", &aside))?;
     let from = dir.join(name);
     let mut to = aside.join(name);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::CheckpointError;
 
-pub const MANIFEST_FILE: &str = "MANIFEST.json";
+pub use crate::layout::MANIFEST_FILE;
 /// Version 2 added `batches` to each checkpoint; a version-1 manifest (none) is read as is.
 pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 const MIN_MANIFEST_FORMAT_VERSION: u32 = 1;
@@ -152,7 +152,7 @@ impl Manifest {
 
     /// Reads the manifest of `dir`; a missing one is an empty manifest (no checkpoint written yet).
     pub fn load(dir: &Path, shard: u32) -> Result<Manifest, CheckpointError> {
-        let path = dir.join(MANIFEST_FILE);
+        let path = crate::layout::manifest_file(dir);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::empty(shard)),
@@ -167,7 +167,7 @@ impl Manifest {
     /// Replaces the manifest of `dir` atomically and durably (blocking: run it off the executor).
     pub fn store(&self, dir: &Path) -> Result<(), CheckpointError> {
         let bytes = serde_json::to_vec_pretty(self).expect("serialisable");
-        Ok(crate::durable::replace_file(&dir.join(MANIFEST_FILE), &bytes)?)
+        Ok(crate::durable::replace_file(&crate::layout::manifest_file(dir), &bytes)?)
     }
 }
 
@@ -199,7 +199,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v1 = r#"{"format_version": 1, "shard": 0, "checkpoints": [{"file": "a", "first_position": 1,
             "last_position": 3, "events": 3, "size_bytes": 1, "crc32": 0}]}"#;
-        std::fs::write(dir.path().join(MANIFEST_FILE), v1).unwrap();
+        std::fs::write(crate::layout::manifest_file(dir.path()), v1).unwrap();
         let m = Manifest::load(dir.path(), 0).unwrap();
         assert!(m.batches().is_empty() && m.covered_position() == 3);
     }
@@ -218,7 +218,7 @@ mod tests {
         m.checkpoints = vec![file(1, 10), file(5, 30)];
         m.store(dir.path()).unwrap();
         assert!(Manifest::load(dir.path(), 3).unwrap_err().to_string().contains("overlaps"));
-        std::fs::write(dir.path().join(MANIFEST_FILE), b"{\"format_ver").unwrap();
+        std::fs::write(crate::layout::manifest_file(dir.path()), b"{\"format_ver").unwrap();
         assert!(matches!(Manifest::load(dir.path(), 3), Err(CheckpointError::BadManifest { .. })));
     }
 }

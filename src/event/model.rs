@@ -116,23 +116,6 @@ impl StoredEvent {
     pub fn to_event(&self) -> Event {
         rkyv::deserialize::<Event, rkyv::rancor::Error>(self.archived()).expect("archive is valid")
     }
-
-    /// The event as the JSON object clients see: `{id, tenant_id, entity_id, event_type, payload, metadata,
-    /// timestamp, version, position}`, timestamps RFC 3339 with microseconds.
-    pub fn to_json(&self) -> serde_json::Value {
-        let parse = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
-        serde_json::json!({
-            "id": self.id().to_string(),
-            "tenant_id": self.tenant_id(),
-            "entity_id": self.entity_id(),
-            "event_type": self.event_type(),
-            "payload": parse(self.payload_json()),
-            "metadata": self.metadata_json().map(parse),
-            "timestamp": crate::time::format_rfc3339_us(self.timestamp_us()),
-            "version": self.version(),
-            "position": self.position(),
-        })
-    }
 }
 
 impl std::fmt::Debug for StoredEvent {

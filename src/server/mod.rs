@@ -2,7 +2,6 @@
 //! (SO_REUSEPORT), parses requests on its own core and sends events to their owning shards over the
 //! store's channels; there is no second runtime.
 
-pub mod api;
 mod compat;
 #[cfg(feature = "mcp")]
 pub mod mcp;

@@ -7,6 +7,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::api::ParamError;
 use crate::event::ValidationError;
 use crate::Error;
 
@@ -65,6 +66,21 @@ impl ApiError {
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string())
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ParamError::Forbidden { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            ParamError::Tenant(_)
+            | ParamError::Unknown(_)
+            | ParamError::Number { .. }
+            | ParamError::Timestamp { .. }
+            | ParamError::Order(_)
+            | ParamError::BothTypes => ApiError::bad_request(message),
+        }
     }
 }
 

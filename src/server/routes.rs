@@ -8,10 +8,11 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::api::{self, ParamError};
 use crate::event::{parse_event_json, NewEvent};
 use crate::query::Query;
 use super::respond::{full, json_response, ApiError, Body};
-use super::{api, stream, Stop};
+use super::{stream, Stop};
 use crate::{Store, DEFAULT_TENANT};
 use std::rc::Rc;
 
@@ -73,7 +74,7 @@ impl ApiKeys {
 }
 
 pub(super) fn forbidden(asked: &str, allowed: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("tenant {asked:?} is not the token's tenant {allowed:?}"))
+    ParamError::Forbidden { asked: asked.to_string(), allowed: allowed.to_string() }.into()
 }
 
 /// With an API key, every event goes to the key's tenant; naming another one is refused.
@@ -199,7 +200,7 @@ async fn route(
             let id: uuid::Uuid = id.parse().map_err(|_| ApiError::bad_request(format!("{id:?} is not a UUID")))?;
             let tenant = params.tenant()?;
             match store.get(&tenant, &id) {
-                Some(event) => Ok(json_response(StatusCode::OK, &json!({"event": event.to_json(), "found": true}))),
+                Some(event) => Ok(json_response(StatusCode::OK, &api::found_event_json(&event))),
                 None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no event {id}"))),
             }
         }
@@ -307,38 +308,10 @@ impl Params {
     }
 
     fn tenant(&self) -> Result<String, ApiError> {
-        api::resolve_tenant(self.get("tenant_id"), &self.token_tenant)
-    }
-
-    fn number(&self, name: &str) -> Result<Option<usize>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| ApiError::bad_request(format!("{name}: {v:?} is not a number"))),
-        }
+        Ok(api::resolve_tenant(self.get("tenant_id"), &self.token_tenant)?)
     }
 
     fn query(&self) -> Result<Query, ApiError> {
-        const KNOWN: [&str; 11] = [
-            "tenant_id", "entity_id", "event_type", "event_type_prefix", "since", "until", "as_of", "limit", "offset",
-            "order", "type",
-        ];
-        if let Some((unknown, _)) = self.pairs.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
-            return Err(ApiError::bad_request(format!("unknown query parameter {unknown:?}")));
-        }
-        let text = |name: &str| self.get(name).map(str::to_string);
-        let args = api::QueryArgs {
-            tenant_id: text("tenant_id"),
-            entity_id: text("entity_id"),
-            // `type` is the short name AllSource clients use.
-            event_type: text("event_type").or(text("type")),
-            event_type_prefix: text("event_type_prefix"),
-            since: text("since"),
-            until: text("until"),
-            as_of: text("as_of"),
-            limit: self.number("limit")?,
-            offset: self.number("offset")?,
-            order: text("order"),
-        };
-        args.to_query(&self.token_tenant)
+        Ok(api::QueryArgs::from_pairs(&self.pairs)?.to_query(&self.token_tenant)?)
     }
 }

@@ -222,7 +222,7 @@ fn scan_slice(state: &mut State, shard: usize, out: &mut String) -> bool {
     );
     for event in slice.events {
         state.cursor.positions[shard] = event.position();
-        out.push_str(&format!("id: {}\ndata: {}\n\n", state.cursor.encode(), event.to_json()));
+        out.push_str(&format!("id: {}\ndata: {}\n\n", state.cursor.encode(), crate::api::event_json(&event)));
     }
     state.cursor.positions[shard] = state.cursor.positions[shard].max(slice.scanned_to);
     slice.reached_end

@@ -41,7 +41,7 @@ impl Store {
         let mut recovered = Vec::with_capacity(meta.shards);
         let mut failure = None;
         let published = Arc::new(event_listener::Event::new());
-        let checkpoint_dirs: Vec<PathBuf> = (0..meta.shards).map(|k| dir.join(format!("shard-{k}")).join("checkpoints")).collect();
+        let checkpoint_dirs: Vec<PathBuf> = (0..meta.shards).map(|k| crate::layout::checkpoint_dir(dir, k)).collect();
         // The checkpoints' event counts size the id maps (a hint: the WAL tail adds to it).
         let expected_events: Vec<usize> = (0..meta.shards)
             .map(|k| Manifest::load(&checkpoint_dirs[k], k as u32).map_or(0, |m| m.events() as usize))
@@ -55,7 +55,7 @@ impl Store {
             let shared = Arc::new(ShardShared::with_indexes(k as u32, published.clone(), ids.clone(), clock.clone()));
             let ctx = ShardContext {
                 shared: shared.clone(),
-                wal_dir: dir.join(format!("shard-{k}")).join("wal"),
+                wal_dir: crate::layout::wal_dir(dir, k),
                 checkpoint_dir,
                 checkpoints: config.checkpoints,
                 checkpoint_damage: config.checkpoint_damage,

@@ -1,5 +1,5 @@
 //! The MCP tools and resources over a [`Store`]: the same operations, tenant rule and JSON shapes as the
-//! HTTP API (`super::super::api`), with JSON schemas from schemars.
+//! HTTP API (`crate::api`), with JSON schemas from schemars.
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -14,7 +14,7 @@ use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::server::api::{self, QueryArgs};
+use crate::api::{self, QueryArgs};
 use crate::server::respond::ApiError;
 use crate::server::routes::enforce_tenant;
 use crate::{NewEvent, Order, Query, Store};
@@ -143,7 +143,8 @@ fn token_tenant(ctx: &RequestContext<RoleServer>) -> Option<String> {
 }
 
 /// An HTTP API error as an MCP error, keeping its code and status as data.
-fn mcp_error(e: ApiError) -> ErrorData {
+fn mcp_error(e: impl Into<ApiError>) -> ErrorData {
+    let e: ApiError = e.into();
     let data = Some(json!({"error": e.code(), "status": e.status().as_u16()}));
     let message = e.message().to_string();
     match e.status().as_u16() {
@@ -154,7 +155,7 @@ fn mcp_error(e: ApiError) -> ErrorData {
 }
 
 fn store_error(e: crate::Error) -> ErrorData {
-    mcp_error(e.into())
+    mcp_error(e)
 }
 
 fn ok(value: Value) -> Result<CallToolResult, ErrorData> {
@@ -164,7 +165,7 @@ fn ok(value: Value) -> Result<CallToolResult, ErrorData> {
 /// An event argument as a [`NewEvent`], through the HTTP API's own parser (same fields, same checks).
 fn new_event(args: &EventArgs) -> Result<NewEvent, ErrorData> {
     let text = serde_json::to_string(args).map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
-    crate::event::parse_event_json(&text).map_err(|e| mcp_error(e.into()))
+    crate::event::parse_event_json(&text).map_err(mcp_error)
 }
 
 #[tool_router]
@@ -207,7 +208,7 @@ impl TidelogMcp {
             .parse()
             .map_err(|_| ErrorData::invalid_params(format!("event_id: {:?} is not a UUID", args.event_id), None))?;
         match self.store.get(&tenant, &id) {
-            Some(event) => ok(json!({"event": event.to_json(), "found": true})),
+            Some(event) => ok(api::found_event_json(&event)),
             None => Err(ErrorData::resource_not_found(format!("no event {id} in tenant {tenant:?}"), None)),
         }
     }
@@ -253,7 +254,7 @@ impl TidelogMcp {
         // rmcp runs the tools on the side runtime, where the query's operators run too.
         let (schema, batches) = crate::sql::collect(&self.store, &tenant, &args.query, &limits, limits.max_json_rows)
             .await
-            .map_err(|e| mcp_error(e.into()))?;
+            .map_err(mcp_error)?;
         let answer = crate::sql::output::answer_json(&schema, &batches).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         ok(answer)
     }
