@@ -24,7 +24,7 @@ impl From<OtlpError> for ApiError {
         let status = match e {
             OtlpError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             OtlpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
+            OtlpError::BadGzip(_) | OtlpError::BadProtobuf(_) | OtlpError::BadJson(_) => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, "otlp", e.to_string())
     }
