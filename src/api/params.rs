@@ -51,7 +51,7 @@ pub fn timestamp(name: &str, value: &Option<String>) -> Result<Option<i64>, Para
     }
 }
 
-/// The filters of a query of events, as given.
+/// The filters of `GET /api/v1/events/query` (and the MCP tool `query_events`), as given.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 #[cfg_attr(feature = "mcp", derive(rmcp::schemars::JsonSchema))]
 #[cfg_attr(feature = "mcp", schemars(crate = "rmcp::schemars"))]
