@@ -1,4 +1,5 @@
-//! `count(*)` per event type or per entity, answered from the shards' indexes.
+//! `count(*)` (or the count of a column that is never null) per event type or per entity, answered from the
+//! shards' indexes.
 //!
 //! A `GROUP BY event_type` (or `entity_id`) count over the index scans of `scan.rs` still makes DataFusion
 //! hash and compare one string per event, most of such a query's time. The per-type time index and the
@@ -62,7 +63,8 @@ pub struct IndexCountExec {
 }
 
 impl IndexCountExec {
-    /// An exec for `node` if it is a partial aggregate of only `count(<literal>)` grouped by the event
+    /// An exec for `node` if it is a partial aggregate of only `count(*)`, `count(<literal>)` or
+    /// `count(<column that is never null>)` grouped by the event
     /// type or the entity, straight over a scan the indexes can answer.
     fn replacing(node: &Arc<dyn ExecutionPlan>) -> Option<IndexCountExec> {
         let aggregate = node.as_any().downcast_ref::<AggregateExec>()?;
@@ -72,12 +74,16 @@ impl IndexCountExec {
             && group_by.is_single()
             && group_by.expr().len() == 1
             && aggregate.filter_expr().iter().all(Option::is_none);
+        let input_schema = aggregate.input_schema();
+        // `count(x)` counts the rows where `x` is not null: every row when `x` is a non-null literal or a
+        // column that never holds null (all but `metadata`).
+        let never_null = |e: &Arc<dyn datafusion::physical_plan::PhysicalExpr>| {
+            let any = e.as_any();
+            any.downcast_ref::<Literal>().is_some_and(|l| !l.value().is_null())
+                || any.downcast_ref::<Column>().is_some_and(|c| input_schema.field(c.index()).is_nullable() == false)
+        };
         let counts_only = !aggregate.aggr_expr().is_empty()
-            && aggregate.aggr_expr().iter().all(|a| {
-                a.fun().name() == "count"
-                    && !a.is_distinct()
-                    && a.expressions().iter().all(|e| e.as_any().downcast_ref::<Literal>().is_some_and(|l| !l.value().is_null()))
-            });
+            && aggregate.aggr_expr().iter().all(|a| a.fun().name() == "count" && !a.is_distinct() && a.expressions().iter().all(never_null));
         if !plain || !counts_only {
             return None;
         }
@@ -87,7 +93,13 @@ impl IndexCountExec {
         if input.as_any().is::<CooperativeExec>() {
             input = input.children().first().map(|&child| child.clone())?;
         }
-        let group = input.as_any().downcast_ref::<ShardScanExec>()?.index_group(column.name())?;
+        let counted: Vec<&str> = aggregate
+            .aggr_expr()
+            .iter()
+            .flat_map(|a| a.expressions())
+            .filter_map(|e| e.as_any().downcast_ref::<Column>().map(|c| input_schema.field(c.index()).name().as_str()))
+            .collect();
+        let group = input.as_any().downcast_ref::<ShardScanExec>()?.index_group(column.name(), &counted)?;
         Some(IndexCountExec {
             scan: input,
             group,

@@ -134,28 +134,30 @@ pub enum IndexGroup {
 
 impl ShardScanExec {
     /// Whether the indexes can count this scan's rows per value of `column`, as the scan itself would
-    /// read them from an index (see `ShardScanner::new`), with no LIMIT in the way.
-    pub fn index_group(&self, column: &str) -> Option<IndexGroup> {
+    /// read them from an index (see `ShardScanner::new`), with no LIMIT in the way. `counted`: columns
+    /// the scan reads only to count them (never null), which the count does not need to read.
+    pub fn index_group(&self, column: &str, counted: &[&str]) -> Option<IndexGroup> {
         match column {
             _ if self.limit.is_some() => None,
-            "event_type" if self.reads_type_index() => Some(IndexGroup::EventType),
-            "entity_id" if self.reads_entity_index() => Some(IndexGroup::Entity),
+            "event_type" if self.reads_type_index(counted) => Some(IndexGroup::EventType),
+            "entity_id" if self.reads_entity_index(counted) => Some(IndexGroup::Entity),
             _ => None,
         }
     }
 
     /// Whether the scan may read the per-type time index instead of the events (it still falls back to
-    /// the events where a type's keys are not all of its events: `type_runs`).
-    fn reads_type_index(&self) -> bool {
-        self.filter.entity_ids.is_none() && self.projection.iter().all(|&i| TYPE_INDEX_COLUMNS.contains(&COLUMNS[i]))
+    /// the events where a type's keys are not all of its events: `type_runs`), apart from `extra` columns.
+    fn reads_type_index(&self, extra: &[&str]) -> bool {
+        self.filter.entity_ids.is_none()
+            && self.projection.iter().all(|&i| TYPE_INDEX_COLUMNS.contains(&COLUMNS[i]) || extra.contains(&COLUMNS[i]))
     }
 
-    /// Whether the scan reads the entity index instead of the events.
-    fn reads_entity_index(&self) -> bool {
+    /// Whether the scan reads the entity index instead of the events, apart from `extra` columns.
+    fn reads_entity_index(&self, extra: &[&str]) -> bool {
         let filter = &self.filter;
         filter.event_types.is_none()
             && (filter.lo_us, filter.hi_us) == (i64::MIN, i64::MAX)
-            && self.projection.iter().all(|&i| ENTITY_INDEX_COLUMNS.contains(&COLUMNS[i]))
+            && self.projection.iter().all(|&i| ENTITY_INDEX_COLUMNS.contains(&COLUMNS[i]) || extra.contains(&COLUMNS[i]))
     }
 
     /// The entities an entity-index scan reads on a shard, sorted, each once (`IN ('a', 'a')` is one
@@ -292,9 +294,9 @@ impl ShardScanner {
         let filter = &exec.filter;
         let positions = if filter.nothing {
             Positions::List { positions: Vec::new(), next: 0 }
-        } else if let Some(runs) = exec.reads_type_index().then(|| type_runs(shared, &exec.tenant_id, filter)).flatten() {
+        } else if let Some(runs) = exec.reads_type_index(&[]).then(|| type_runs(shared, &exec.tenant_id, filter)).flatten() {
             Positions::Types(runs)
-        } else if exec.reads_entity_index() {
+        } else if exec.reads_entity_index(&[]) {
             Positions::Entities(EntityRun { entities: exec.index_entities(shared), next: 0, positions: Vec::new(), taken: 0 })
         } else if let Some(entities) = &filter.entity_ids {
             let mut positions: Vec<u64> =
