@@ -518,3 +518,29 @@ fn http_route_shapes_auth_and_cancellation() {
     server.shutdown();
     store.close().unwrap();
 }
+
+#[test]
+fn index_position_lists_count_against_the_memory_limit() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut versions = BTreeMap::new();
+    let mut rows = append(&store, 0, 50_000, &mut versions);
+    rows.extend(append(&store, 50_000, 50_000, &mut versions));
+    // Two of the three types, not read from the type index (`version` is not in it): ~67,000 positions,
+    // ~530 KB of lists across the two shards, held before a single row is produced.
+    let sql = "SELECT count(version) AS n FROM events WHERE event_type IN ('job.done', 'user.login')";
+    let small = SqlLimits { memory_limit_bytes: 256 << 10, ..SqlLimits::default() };
+    let e = run(&store, "acme", sql, small).unwrap_err();
+    assert_eq!(e.code(), "memory_limit_exceeded", "{e}");
+    let e = run(&store, "acme", &format!("{sql} LIMIT 1"), small).unwrap_err();
+    assert_eq!(e.code(), "memory_limit_exceeded", "a LIMIT does not shrink the list: {e}");
+    // The same query within the default limit, and a list that fits in the small one.
+    let want = rows.iter().filter(|r| r.event_type != "http.request").count();
+    assert_eq!(count(&store, sql), want as u64);
+    let sql = "SELECT count(version) AS n FROM events WHERE entity_id = 'e3'";
+    let (schema, batches) = run(&store, "acme", sql, small).unwrap();
+    let answer = output::answer_json(&schema, &batches).unwrap();
+    assert_eq!(answer["rows"], json!([[rows.iter().filter(|r| r.entity == "e3").count()]]));
+    store.close().unwrap();
+}

@@ -14,6 +14,9 @@
 //! time. Its batches hold one event type each, so the string columns are one-value dictionaries.
 //! Likewise a scan of only `position`, `tenant_id` and `entity_id` (counts by entity) reads the entity
 //! index.
+//!
+//! The position lists a scan takes from the indexes (by entity, by event type) are counted against the
+//! query's memory limit for as long as the scan holds them.
 
 use std::any::Any;
 use std::fmt;
@@ -26,6 +29,7 @@ use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Result as DfResult;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -109,8 +113,13 @@ impl ExecutionPlan for ShardScanExec {
         Ok(self)
     }
 
-    fn execute(&self, partition: usize, _: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let scanner = ShardScanner::new(self, partition);
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let mut scanner = ShardScanner::new(self, partition);
+        // The positions an index answered with are the scan's own memory: they count against the
+        // query's limit like any operator's, for as long as the scan runs.
+        let mut reservation = MemoryConsumer::new(format!("ShardScanExec[{partition}]")).register(context.memory_pool());
+        reservation.try_grow(scanner.positions.held_bytes())?;
+        scanner.reservation = Some(reservation);
         let batches = futures_lite::stream::unfold(scanner, |mut scanner| async move {
             loop {
                 match scanner.next_slice() {
@@ -239,6 +248,13 @@ struct EntityRun {
     taken: usize,
 }
 
+impl EntityRun {
+    fn held_bytes(&self) -> usize {
+        let names: usize = self.entities.iter().map(|e| e.len()).sum();
+        self.entities.capacity() * size_of::<Box<str>>() + names + self.positions.capacity() * size_of::<u64>()
+    }
+}
+
 /// One event type's in-order keys `(timestamp, position)`, `next..end` still to read.
 struct TypeRun {
     event_type: Box<str>,
@@ -248,6 +264,15 @@ struct TypeRun {
 }
 
 impl Positions {
+    /// The heap bytes this holds of its own (the per-type runs share the index's keys).
+    fn held_bytes(&self) -> usize {
+        match self {
+            Positions::Range { .. } | Positions::Types(_) => 0,
+            Positions::List { positions, .. } => positions.capacity() * size_of::<u64>(),
+            Positions::Entities(run) => run.held_bytes(),
+        }
+    }
+
     fn next(&mut self) -> Option<u64> {
         match self {
             Positions::Range { next, last } => (*next <= *last).then(|| {
@@ -284,6 +309,8 @@ struct ShardScanner {
     snapshot: Arc<OwnedSnapshot>,
     visible: u64,
     projection: Vec<usize>,
+    /// The query's memory taken by `positions` (set once the scan runs).
+    reservation: Option<MemoryReservation>,
 }
 
 impl ShardScanner {
@@ -336,6 +363,7 @@ impl ShardScanner {
             snapshot: exec.snapshot.clone(),
             visible,
             projection: exec.projection.clone(),
+            reservation: None,
         }
     }
 
@@ -353,6 +381,13 @@ impl ShardScanner {
                 run.next += 1;
                 run.positions = shared.entity_positions_upto(&self.tenant_id, entity, self.visible);
                 run.taken = 0;
+                if let Some(reservation) = &mut self.reservation {
+                    if let Err(e) = reservation.try_resize(run.held_bytes()) {
+                        run.next = run.entities.len();
+                        run.positions.clear();
+                        return Slice::Batch(Err(e));
+                    }
+                }
                 continue;
             }
             let entity = &*run.entities[run.next - 1];
