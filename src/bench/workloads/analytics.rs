@@ -1,6 +1,6 @@
 //! Workload 4b, SQL analytics (feature `sql`): five analytic queries over the query workload's events,
 //! each run several times through `POST /api/v1/sql`'s engine (`crate::sql::collect`, on the side
-//! runtime); the peers run the same questions in their SQL on the same rows (`peers/analytics.rs`).
+//! runtime); the peers run the same questions in their SQL on the same rows (`peers/queries.rs`).
 //! Then what a running analytic query costs appends: the same load alone and beside a loop of queries.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
