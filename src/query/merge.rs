@@ -74,6 +74,13 @@ pub fn merge_sorted<T, K: Ord>(
     limit: usize,
     key: impl Fn(&T) -> K,
 ) -> (Vec<T>, bool) {
+    if lists.len() == 1 {
+        // One list (one entity's events) is already in order.
+        let mut list = lists.into_iter().next().expect("one list").into_iter().skip(offset);
+        let page: Vec<T> = list.by_ref().take(limit).collect();
+        let has_more = list.next().is_some();
+        return (page, has_more);
+    }
     let mut merged = Merged::new(lists.into_iter().map(Vec::into_iter).collect(), order, key).skip(offset);
     let page: Vec<T> = merged.by_ref().take(limit).collect();
     let has_more = merged.next().is_some();
@@ -92,5 +99,7 @@ mod tests {
         let desc: Vec<Vec<i32>> = lists.into_iter().map(|l| l.into_iter().rev().collect()).collect();
         let (page, more) = merge_sorted(desc, Order::Desc, 0, 10, |x| *x);
         assert_eq!((page, more), (vec![10, 9, 5, 4, 3, 2, 1], false));
+        assert_eq!(merge_sorted(vec![vec![1, 2, 3]], Order::Asc, 1, 1, |x| *x), (vec![2], true));
+        assert_eq!(merge_sorted(vec![vec![3, 2, 1]], Order::Desc, 0, 3, |x| *x), (vec![3, 2, 1], false));
     }
 }

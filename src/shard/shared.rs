@@ -374,8 +374,11 @@ impl ShardShared {
     fn entity_query_inner(&self, query: &Query, entity_id: &str, want: usize) -> Vec<StoredEvent> {
         let (positions, ts_sorted) = self.entity_positions(&query.tenant_id, entity_id, self.clock.now());
         let fetch = |p: &u64| self.get_any(*p);
+        // The positions are the entity's (of the query's tenant), so only a type or time filter needs the
+        // events' bytes: without one, no event is read here (a cache miss each).
+        let filtered = query.event_type.is_some() || query.time_range() != (i64::MIN, i64::MAX);
         if ts_sorted {
-            let matching = |e: &StoredEvent| query.matches(e);
+            let matching = |e: &StoredEvent| !filtered || query.matches(e);
             match query.order {
                 Order::Asc => positions.iter().filter_map(fetch).filter(matching).take(want).collect(),
                 Order::Desc => positions.iter().rev().filter_map(fetch).filter(matching).take(want).collect(),
