@@ -27,6 +27,11 @@ impl Default for ScanFilter {
 }
 
 impl ScanFilter {
+    /// Whether the timestamp is bounded on either side.
+    pub fn has_time_range(&self) -> bool {
+        (self.lo_us, self.hi_us) != (i64::MIN, i64::MAX)
+    }
+
     /// The filter of all `exprs` (each one that [`pushable`] accepts; others are ignored, DataFusion
     /// evaluates them).
     pub fn of(exprs: &[Expr], tenant_id: &str) -> ScanFilter {

@@ -15,6 +15,9 @@
 //! Likewise a scan of only `position`, `tenant_id` and `entity_id` (counts by entity) reads the entity
 //! index.
 //!
+//! A time range with no type filter takes its positions from every type's time index (while none has a late
+//! key) rather than reading every event of the shard.
+//!
 //! The position lists a scan takes from the indexes (by entity, by event type) are counted against the
 //! query's memory limit for as long as the scan holds them.
 
@@ -342,7 +345,20 @@ impl ShardScanner {
                     positions.dedup();
                     Positions::List { positions, next: 0 }
                 }
-                None => Positions::Range { next: 1, last: visible },
+                // A time range without a type: the tenant's per-type time indexes give the positions in
+                // it, instead of reading every event of the shard.
+                None => match filter.has_time_range().then(|| type_runs(shared, &exec.tenant_id, filter)).flatten() {
+                    Some(runs) => {
+                        let mut positions: Vec<u64> = runs
+                            .iter()
+                            .flat_map(|run| (run.next..run.end).map(|i| run.keys.get(i).1))
+                            .filter(|&p| p <= visible)
+                            .collect();
+                        positions.sort_unstable();
+                        Positions::List { positions, next: 0 }
+                    }
+                    None => Positions::Range { next: 1, last: visible },
+                },
             }
         };
         let mut keep = [false; COLUMNS.len()];
