@@ -80,7 +80,7 @@ impl IndexCountExec {
         let never_null = |e: &Arc<dyn datafusion::physical_plan::PhysicalExpr>| {
             let any = e.as_any();
             any.downcast_ref::<Literal>().is_some_and(|l| !l.value().is_null())
-                || any.downcast_ref::<Column>().is_some_and(|c| input_schema.field(c.index()).is_nullable() == false)
+                || any.downcast_ref::<Column>().is_some_and(|c| !input_schema.field(c.index()).is_nullable())
         };
         let counts_only = !aggregate.aggr_expr().is_empty()
             && aggregate.aggr_expr().iter().all(|a| a.fun().name() == "count" && !a.is_distinct() && a.expressions().iter().all(never_null));
