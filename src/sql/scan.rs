@@ -335,7 +335,14 @@ impl ShardScanner {
             positions.dedup();
             Positions::List { positions, next: 0 }
         } else {
-            let by_type: Option<Vec<Vec<u64>>> = filter.event_types.as_ref().and_then(|types| {
+            // Types asked for, or a time range of any type: the types' time indexes give the positions,
+            // instead of reading every event of the shard.
+            let types: Option<Vec<Box<str>>> = match &filter.event_types {
+                Some(types) => Some(types.iter().map(|t| t.as_str().into()).collect()),
+                None if filter.has_time_range() => shared.tenant_types(&exec.tenant_id).map(|types| types.into_iter().map(|(t, _)| t).collect()),
+                None => None,
+            };
+            let by_type: Option<Vec<Vec<u64>>> = types.and_then(|types| {
                 types.iter().map(|t| shared.type_positions(&exec.tenant_id, t, filter.lo_us, filter.hi_us, visible)).collect()
             });
             match by_type {
@@ -345,20 +352,7 @@ impl ShardScanner {
                     positions.dedup();
                     Positions::List { positions, next: 0 }
                 }
-                // A time range without a type: the tenant's per-type time indexes give the positions in
-                // it, instead of reading every event of the shard.
-                None => match filter.has_time_range().then(|| type_runs(shared, &exec.tenant_id, filter)).flatten() {
-                    Some(runs) => {
-                        let mut positions: Vec<u64> = runs
-                            .iter()
-                            .flat_map(|run| (run.next..run.end).map(|i| run.keys.get(i).1))
-                            .filter(|&p| p <= visible)
-                            .collect();
-                        positions.sort_unstable();
-                        Positions::List { positions, next: 0 }
-                    }
-                    None => Positions::Range { next: 1, last: visible },
-                },
+                None => Positions::Range { next: 1, last: visible },
             }
         };
         let mut keep = [false; COLUMNS.len()];
