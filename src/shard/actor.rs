@@ -22,6 +22,7 @@ use super::ids::RESERVED;
 use super::shared::{write_key, ShardShared};
 use super::txn::{BatchState, CommitClock};
 use crate::checkpoint::{CheckpointDamage, CheckpointSettings};
+use super::ack::Spent;
 use super::AppendAck;
 use super::error::ShardError;
 use crate::event::{Event, NewEvent, StoredEvent};
@@ -34,10 +35,11 @@ use crate::wal::record::PartHeader;
 use crate::wal::writer::WalWriter;
 use crate::wal::{CommitSink, FsyncMode, Wal, WalError};
 
-/// Each event with its index in the client's batch.
-pub type AppendReply = oneshot::Sender<Result<Vec<(usize, AppendAck)>, ShardError>>;
-/// One result per event of a group of independent appends, in the group's order; and the group's size.
-pub type EachReply = (oneshot::Sender<Vec<Result<AppendAck, ShardError>>>, usize);
+/// Each event with its index in the client's batch, and the events given back (see [`Spent`]).
+pub type AppendReply = oneshot::Sender<Result<(Vec<(usize, AppendAck)>, Spent), ShardError>>;
+/// One result per event of a group of independent appends, in the group's order, and the events given
+/// back; and the group's size.
+pub type EachReply = (oneshot::Sender<(Vec<Result<AppendAck, ShardError>>, Spent)>, usize);
 
 /// How an append is answered.
 pub(crate) enum Reply {
@@ -63,23 +65,23 @@ impl Reply {
             }
             Reply::Each(reply) => {
                 let n = reply_len(&reply);
-                let _ = reply.0.send((0..n).map(|_| Err(make())).collect());
+                let _ = reply.0.send(((0..n).map(|_| Err(make())).collect(), Spent::new(Vec::new())));
             }
         }
     }
 
     /// Answers with `acks` and, for independent events, the `errors` of the ones refused at once.
     /// A part's batch commits here if this was its last part (before the caller hears of it).
-    fn answer(self, acks: Vec<(usize, AppendAck)>, errors: Vec<(usize, ShardError)>, clock: &CommitClock) {
+    fn answer(self, acks: Vec<(usize, AppendAck)>, errors: Vec<(usize, ShardError)>, spent: Spent, clock: &CommitClock) {
         match self {
             Reply::Batch(reply) => {
                 debug_assert!(errors.is_empty());
-                let _ = reply.send(Ok(acks));
+                let _ = reply.send(Ok((acks, spent)));
             }
             Reply::Part(reply, batch) => {
                 debug_assert!(errors.is_empty());
                 batch.part_acked(clock);
-                let _ = reply.send(Ok(acks));
+                let _ = reply.send(Ok((acks, spent)));
             }
             Reply::Each(reply) => {
                 let mut results: Vec<Option<Result<AppendAck, ShardError>>> = (0..reply_len(&reply)).map(|_| None).collect();
@@ -89,7 +91,7 @@ impl Reply {
                 for (index, error) in errors {
                     results[index] = Some(Err(error));
                 }
-                let _ = reply.0.send(results.into_iter().map(|r| r.expect("one result per event")).collect());
+                let _ = reply.0.send((results.into_iter().map(|r| r.expect("one result per event")).collect(), spent));
             }
         }
     }
@@ -197,6 +199,8 @@ pub(crate) struct Waiter {
     acks: Vec<(usize, AppendAck)>,
     /// Independent events refused at once (only for `Reply::Each`).
     errors: Vec<(usize, ShardError)>,
+    /// Handed back with the answer.
+    spent: Spent,
     reply: Reply,
     accepted: std::time::Instant,
 }
@@ -228,7 +232,7 @@ impl CommitSink<Waiter> for ShardSink {
         let mut latency = self.shared.stats.latency.lock().unwrap();
         for waiter in waiters {
             latency.append_ns.saturating_record(waiter.accepted.elapsed().as_nanos() as u64);
-            waiter.reply.answer(waiter.acks, waiter.errors, &self.shared.clock);
+            waiter.reply.answer(waiter.acks, waiter.errors, waiter.spent, &self.shared.clock);
         }
     }
 
@@ -354,20 +358,21 @@ impl Core {
                 // One clock read for the group, as for a batch; each event is planned and applied on its
                 // own, so a later event sees the versions an earlier one set.
                 let now_us = self.now_us();
-                for event in events {
-                    match self.plan(std::slice::from_ref(&event)) {
-                        Ok(plan) => wait_for = wait_for.max(self.apply(std::iter::once(event), plan, now_us, &mut acks)),
-                        Err(err) => errors.push((event.0, err)),
+                let mut events = events;
+                for k in 0..events.len() {
+                    match self.plan(&events[k..=k]) {
+                        Ok(plan) => wait_for = wait_for.max(self.apply(&mut events[k..=k], plan, now_us, &mut acks)),
+                        Err(err) => errors.push((events[k].0, err)),
                     }
                 }
-                self.wait(wait_for, Waiter { acks, errors, reply, accepted });
+                self.wait(wait_for, Waiter { acks, errors, spent: Spent::new(events), reply, accepted });
             }
         }
     }
 
     /// Applies a planned batch or part. A part's positions are registered as hidden until its batch
     /// commits, and its entities held against later single appends until it is decided.
-    fn accept_planned(&mut self, events: Vec<(usize, NewEvent)>, plan: Vec<Planned>, reply: Reply) {
+    fn accept_planned(&mut self, mut events: Vec<(usize, NewEvent)>, plan: Vec<Planned>, reply: Reply) {
         let accepted = std::time::Instant::now();
         let mut acks: Vec<(usize, AppendAck)> = Vec::with_capacity(events.len());
         let first = self.next_position;
@@ -380,7 +385,7 @@ impl Core {
             }
         }
         let now_us = self.now_us();
-        let wait_for = self.apply(events.into_iter(), plan, now_us, &mut acks);
+        let wait_for = self.apply(&mut events, plan, now_us, &mut acks);
         if let Reply::Part(_, batch) = &reply {
             if self.next_position > first {
                 // Registered before anything of the part can be acknowledged, so never seen early.
@@ -395,12 +400,12 @@ impl Core {
                 batch.part_synced();
             }
         }
-        self.wait(wait_for, Waiter { acks, errors: Vec::new(), reply, accepted });
+        self.wait(wait_for, Waiter { acks, errors: Vec::new(), spent: Spent::new(events), reply, accepted });
     }
 
     fn wait(&self, wait_for: u64, waiter: Waiter) {
         if let Some(waiter) = self.wal.wait(wait_for, waiter) {
-            waiter.reply.answer(waiter.acks, waiter.errors, &self.shared.clock);
+            waiter.reply.answer(waiter.acks, waiter.errors, waiter.spent, &self.shared.clock);
         }
     }
 
@@ -409,7 +414,7 @@ impl Core {
     /// timestamp get `now_us`. Pushes an ack per event and returns the position the last one needs.
     fn apply(
         &mut self,
-        events: impl Iterator<Item = (usize, NewEvent)>,
+        events: &mut [(usize, NewEvent)],
         plan: Vec<Planned>,
         now_us: i64,
         acks: &mut Vec<(usize, AppendAck)>,
@@ -420,7 +425,8 @@ impl Core {
         let mut written = 0usize;
         // Acks of this batch's new events by id, for repeats of an id within the batch.
         let mut new_acks: HashMap<Uuid, usize, RandomState> = HashMap::default();
-        for ((index, event), planned) in events.zip(plan) {
+        for ((index, event), planned) in events.iter_mut().zip(plan) {
+            let index = *index;
             let ack = match planned {
                 Planned::Existing(position) => {
                     let stored = self.shared.get_any(position).expect("indexed event exists");
@@ -528,21 +534,27 @@ impl Core {
         }
     }
 
-    fn encode(&mut self, event: NewEvent, version: u64, now_us: i64) -> StoredEvent {
+    /// Encodes an event into the shard's arena. Its strings are lent to the encoder and put back, so
+    /// the caller's thread frees them (see [`Spent`]).
+    fn encode(&mut self, event: &mut NewEvent, version: u64, now_us: i64) -> StoredEvent {
         let position = self.next_position;
         self.next_position += 1;
         let timestamp_us = event.timestamp_us.unwrap_or(now_us);
-        StoredEvent::encode(&Event {
+        let lent = Event {
             position,
             timestamp_us,
             version,
             id: *event.id.unwrap_or_else(|| new_id(now_us)).as_bytes(),
-            tenant_id: event.tenant_id,
-            entity_id: event.entity_id,
-            event_type: event.event_type,
-            payload: event.payload,
-            metadata: event.metadata,
-        })
+            tenant_id: std::mem::take(&mut event.tenant_id),
+            entity_id: std::mem::take(&mut event.entity_id),
+            event_type: std::mem::take(&mut event.event_type),
+            payload: std::mem::take(&mut event.payload),
+            metadata: event.metadata.take(),
+        };
+        let stored = StoredEvent::encode(&lent);
+        (event.tenant_id, event.entity_id, event.event_type, event.payload, event.metadata) =
+            (lent.tenant_id, lent.entity_id, lent.event_type, lent.payload, lent.metadata);
+        stored
     }
 
     /// Decides, without changing anything, what each event becomes; fails the whole part on a version or

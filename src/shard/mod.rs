@@ -18,7 +18,7 @@ mod txn;
 pub(crate) use actor::ShardContext;
 pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Opening, Reply, ShardMsg};
 pub(crate) use recover::{decide, Decisions};
-pub use ack::AppendAck;
+pub use ack::{AppendAck, Spent};
 pub use error::ShardError;
 pub use recovery_report::RecoveryReport;
 pub use shared::{entity_key, EntityEntry, ScanSlice, ShardShared};

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Sending, Store};
 use crate::error::Error;
 use crate::event::{validate_batch, NewEvent};
-use crate::shard::{append_local, shard_for, AppendAck, Reply, ShardError, ShardMsg};
+use crate::shard::{append_local, shard_for, AppendAck, Reply, ShardError, ShardMsg, Spent};
 
 impl Store {
     /// Appends one event.
@@ -120,8 +120,8 @@ impl Store {
     }
 }
 
-/// The answer to a group of independent appends.
-pub(crate) type EachReceiver = oneshot::Receiver<Vec<Result<AppendAck, ShardError>>>;
+/// The answer to a group of independent appends, with the events given back (dropped by the receiver).
+pub(crate) type EachReceiver = oneshot::Receiver<(Vec<Result<AppendAck, ShardError>>, Spent)>;
 /// A send waiting for room in a shard's inbox.
 pub(crate) type PendingSend = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>;
 
@@ -135,14 +135,15 @@ fn append_msg(events: Vec<(usize, NewEvent)>, reply: Reply) -> ShardMsg {
 
 /// Puts each shard's acks back in the batch's order.
 pub(super) async fn collect_acks(
-    replies: Vec<oneshot::Receiver<Result<Vec<(usize, AppendAck)>, ShardError>>>,
+    replies: Vec<oneshot::Receiver<Result<(Vec<(usize, AppendAck)>, Spent), ShardError>>>,
     total: usize,
 ) -> Result<Vec<AppendAck>, Error> {
     let mut acks: Vec<Option<AppendAck>> = vec![None; total];
     let mut first_error = None;
     for rx in replies {
         match rx.await {
-            Ok(Ok(part)) => part.into_iter().for_each(|(index, ack)| acks[index] = Some(ack)),
+            // The events given back are freed here, on the thread that built them.
+            Ok(Ok((part, _spent))) => part.into_iter().for_each(|(index, ack)| acks[index] = Some(ack)),
             Ok(Err(e)) => first_error = first_error.or(Some(e.into())),
             Err(_) => first_error = first_error.or(Some(Error::Closed)),
         }

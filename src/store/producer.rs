@@ -120,7 +120,7 @@ impl Group {
         let GroupState::Sent(rx) = &mut *state else { return Poll::Ready(()) };
         *state = match Pin::new(rx).poll(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(results)) => GroupState::Done(results.into_iter().map(|r| Some(r.map_err(Error::from))).collect()),
+            Poll::Ready(Ok((results, _spent))) => GroupState::Done(results.into_iter().map(|r| Some(r.map_err(Error::from))).collect()),
             Poll::Ready(Err(_canceled)) => GroupState::Done(Vec::new()),
         };
         Poll::Ready(())
