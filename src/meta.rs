@@ -15,6 +15,15 @@ use crate::wal::segment::{FORMAT_VERSION, MIN_FORMAT_VERSION};
 pub struct Meta {
     pub format_version: u32,
     pub shards: usize,
+    /// Mixed into the ids the store generates (`shard::IdIndex::generate`); absent in directories made
+    /// before it existed, which get one when they are next opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_salt: Option<u64>,
+}
+
+/// A new directory's id salt: 40 random bits.
+fn new_id_salt() -> u64 {
+    fastrand::u64(..) & ((1 << 40) - 1)
 }
 
 fn dir_error(dir: &Path, reason: impl Into<String>) -> Error {
@@ -45,16 +54,21 @@ pub(crate) fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -
                     ),
                 ));
             }
-            if meta.format_version < FORMAT_VERSION {
+            if meta.format_version < FORMAT_VERSION || meta.id_salt.is_none() {
                 // Older data is read as is; what this build writes from now on (part headers) an older
                 // build could not read, so the directory says so before anything is written.
                 meta.format_version = FORMAT_VERSION;
+                meta.id_salt = meta.id_salt.or_else(|| Some(new_id_salt()));
                 store(&path, &meta)?;
             }
             Ok(meta)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let meta = Meta { format_version: FORMAT_VERSION, shards: if shards == 0 { default_shards } else { shards } };
+            let meta = Meta {
+                format_version: FORMAT_VERSION,
+                shards: if shards == 0 { default_shards } else { shards },
+                id_salt: Some(new_id_salt()),
+            };
             store(&path, &meta)?;
             Ok(meta)
         }

@@ -544,7 +544,7 @@ impl Core {
             position,
             timestamp_us,
             version,
-            id: *event.id.unwrap_or_else(|| new_id(now_us)).as_bytes(),
+            id: *event.id.unwrap_or_else(|| self.shared.new_id(position, now_us)).as_bytes(),
             tenant_id: std::mem::take(&mut event.tenant_id),
             entity_id: std::mem::take(&mut event.entity_id),
             event_type: std::mem::take(&mut event.event_type),
@@ -661,15 +661,6 @@ enum Planned {
     Existing(u64),
     /// The same id earlier in this batch.
     SameBatch(Uuid),
-}
-
-/// A UUID v7 (RFC 9562) for an event without a client id: the millisecond of `now_us` and 74 random bits
-/// from the thread's fast generator (no clock read and no shared counter per event).
-fn new_id(now_us: i64) -> Uuid {
-    let mut random = [0u8; 10];
-    random[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
-    random[8..].copy_from_slice(&fastrand::u16(..).to_le_bytes());
-    uuid::Builder::from_unix_timestamp_millis((now_us.max(0) / 1000) as u64, &random).into_uuid()
 }
 
 fn ack_of(shard: u32, event: &StoredEvent, duplicate: bool) -> AppendAck {
@@ -899,21 +890,5 @@ async fn checkpoint_task(core: Rc<RefCell<Core>>, checkpointer: Rc<Checkpointer>
         if checkpointer.due(synced) {
             checkpointer.run(synced).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::new_id;
-
-    #[test]
-    fn generated_ids_are_v7_carry_the_millisecond_and_differ() {
-        let now_us = 1_764_000_000_123_456i64;
-        let (a, b) = (new_id(now_us), new_id(now_us));
-        assert_eq!(a.get_version_num(), 7);
-        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
-        let (secs, nanos) = a.get_timestamp().expect("v7 has a timestamp").to_unix();
-        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, (now_us / 1000) as u64);
-        assert_ne!(a, b);
     }
 }

@@ -36,7 +36,7 @@ pub struct ShardShared {
     /// position -> event: a lock-free, append-only slot array (see `slots.rs`). Positions are dense, so
     /// a slot per position is both the smallest index (16 bytes an event, no hashing) and the fastest
     /// (two dependent loads, no lock). An empty slot is a position lost to corruption.
-    events: PositionSlots,
+    events: std::sync::Arc<PositionSlots>,
     /// Events recovered at open and the last recovered position: positions after it are dense, so the
     /// visible event count follows from the visible position.
     recovered_count: AtomicU64,
@@ -93,7 +93,7 @@ pub fn write_key<'a>(buf: &'a mut String, tenant_id: &str, name: &str) -> &'a st
 
 impl ShardShared {
     pub fn new(index: u32, published: std::sync::Arc<event_listener::Event>) -> ShardShared {
-        let ids = IdIndex::new(&vec![0; index as usize + 1]);
+        let ids = IdIndex::new(index as usize + 1, 0);
         ShardShared::with_indexes(index, published, std::sync::Arc::new(ids), Default::default())
     }
 
@@ -104,13 +104,14 @@ impl ShardShared {
         ids: std::sync::Arc<IdIndex>,
         clock: std::sync::Arc<CommitClock>,
     ) -> ShardShared {
+        let events = ids.events_of(index);
         ShardShared {
             index,
             published,
             ids,
             parts: Parts::default(),
             clock,
-            events: PositionSlots::new(),
+            events,
             recovered_count: AtomicU64::new(0),
             recovered_last_position: AtomicU64::new(0),
             by_entity: DashMap::with_hasher_and_shard_amount(RandomState::default(), ENTITY_MAP_PARTS),
@@ -296,6 +297,11 @@ impl ShardShared {
         self.events.get(position)
     }
 
+    /// A new id for the event this shard stores at `position` (see [`IdIndex::generate`]).
+    pub(crate) fn new_id(&self, position: u64, now_us: i64) -> Uuid {
+        self.ids.generate(self.index, position, now_us)
+    }
+
     /// Where an event id is stored or claimed, on any shard, visible or not.
     pub(crate) fn id_owner(&self, id: &Uuid) -> Option<(u32, u64)> {
         self.ids.owner(id)
@@ -338,12 +344,6 @@ impl ShardShared {
             return None;
         }
         self.get_any(position)
-    }
-
-    /// A visible event by id, if it is on this shard and belongs to `tenant_id`.
-    pub fn get_by_id(&self, tenant_id: &str, id: &Uuid) -> Option<StoredEvent> {
-        let position = self.ids.stored_on(self.index, id)?;
-        self.get_position(position).filter(|e| e.tenant_id() == tenant_id)
     }
 
     /// Visible positions of an entity, in version order. A cross-shard part is all of an entity's

@@ -9,7 +9,6 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use super::fanout::control_every_shard;
 use super::{Inner, ShardHandle, Store};
-use crate::checkpoint::Manifest;
 use crate::config::StoreConfig;
 use crate::epoch::{self, Epochs};
 use crate::error::Error;
@@ -42,11 +41,7 @@ impl Store {
         let mut failure = None;
         let published = Arc::new(event_listener::Event::new());
         let checkpoint_dirs: Vec<PathBuf> = (0..meta.shards).map(|k| crate::layout::checkpoint_dir(dir, k)).collect();
-        // The checkpoints' event counts size the id maps (a hint: the WAL tail adds to it).
-        let expected_events: Vec<usize> = (0..meta.shards)
-            .map(|k| Manifest::load(&checkpoint_dirs[k], k as u32).map_or(0, |m| m.events() as usize))
-            .collect();
-        let ids = Arc::new(IdIndex::new(&expected_events));
+        let ids = Arc::new(IdIndex::new(meta.shards, meta.id_salt.expect("set when the metadata is loaded")));
         let clock: Arc<CommitClock> = Arc::default();
         for k in 0..meta.shards {
             let (inbox, inbox_rx) = flume::bounded(config.queue_capacity);
