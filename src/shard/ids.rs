@@ -7,6 +7,7 @@ use foldhash::fast::RandomState;
 use uuid::Uuid;
 
 use super::slots::PositionSlots;
+use crate::event::StoredEvent;
 
 /// The position of an id claimed by a shard that has not stored it (yet).
 pub const RESERVED: u64 = u64::MAX;
@@ -81,11 +82,21 @@ impl IdIndex {
         Some((shard, (rand_b & POSITION_MASK) ^ self.salt))
     }
 
-    /// Where an id is stored, if it names its place and the event there is it.
-    fn at_named_place(&self, id: &Uuid) -> Option<(u32, u64)> {
+    /// The event an id names, if it is there.
+    fn at_named_place(&self, id: &Uuid) -> Option<(u32, StoredEvent)> {
         let (shard, position) = self.named(id)?;
         let event = self.events.get(shard as usize)?.get(position)?;
-        (event.id() == *id).then_some((shard, position))
+        (event.id() == *id).then_some((shard, event))
+    }
+
+    /// The stored event with this id (visible or not) and its shard: one look at one slot for an id
+    /// that names its place.
+    pub fn event(&self, id: &Uuid) -> Option<(u32, StoredEvent)> {
+        if let Some(found) = self.at_named_place(id) {
+            return Some(found);
+        }
+        let (shard, position) = self.stored.iter().enumerate().find_map(|(k, map)| map.get(id).map(|p| (k as u32, *p)))?;
+        Some((shard, self.events[shard as usize].get(position)?))
     }
 
     /// Records a stored event's id (its shard's executor only): in its shard's map, unless it names
@@ -107,13 +118,14 @@ impl IdIndex {
     /// Where an id is stored, claims aside.
     pub fn stored(&self, id: &Uuid) -> Option<(u32, u64)> {
         self.at_named_place(id)
+            .map(|(shard, event)| (shard, event.position()))
             .or_else(|| self.stored.iter().enumerate().find_map(|(k, map)| map.get(id).map(|p| (k as u32, *p))))
     }
 
     /// Where an id is stored on one shard.
     pub fn stored_on(&self, shard: u32, id: &Uuid) -> Option<u64> {
         match self.at_named_place(id) {
-            Some((k, position)) if k == shard => Some(position),
+            Some((k, event)) if k == shard => Some(event.position()),
             _ => self.stored[shard as usize].get(id).map(|p| *p),
         }
     }
@@ -156,7 +168,7 @@ impl IdIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Event, StoredEvent};
+    use crate::event::Event;
 
     fn event(id: Uuid, position: u64) -> StoredEvent {
         StoredEvent::encode(&Event {

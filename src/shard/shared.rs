@@ -318,9 +318,9 @@ impl ShardShared {
         self.ids.release(self.index, id);
     }
 
-    /// Where a stored event id is (shard, position), on any shard.
-    pub(crate) fn id_stored(&self, id: &Uuid) -> Option<(u32, u64)> {
-        self.ids.stored(id)
+    /// A stored event by id and its shard, on any shard, visible or not.
+    pub(crate) fn id_event(&self, id: &Uuid) -> Option<(u32, StoredEvent)> {
+        self.ids.event(id)
     }
 
     /// The latest version of an entity, including unacknowledged events (shard executor only).
@@ -340,10 +340,15 @@ impl ShardShared {
 
     /// An event by position if a reader at commit number `at` sees it.
     pub fn get_position_at(&self, position: u64, at: u64) -> Option<StoredEvent> {
-        if position > self.visible_position() || self.parts.hidden(position, at) {
+        if !self.visible_at(position, at) {
             return None;
         }
         self.get_any(position)
+    }
+
+    /// Whether a reader at commit number `at` sees the event at `position` (if there is one).
+    pub fn visible_at(&self, position: u64, at: u64) -> bool {
+        position <= self.visible_position() && !self.parts.hidden(position, at)
     }
 
     /// Visible positions of an entity, in version order. A cross-shard part is all of an entity's

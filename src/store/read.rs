@@ -25,8 +25,9 @@ impl Store {
 
     /// An event by id, if it exists in `tenant_id`.
     pub fn get(&self, tenant_id: &str, id: &Uuid) -> Option<StoredEvent> {
-        let (shard, position) = self.inner.shards[0].shared.id_stored(id)?;
-        self.inner.shards.get(shard as usize)?.shared.get_position(position).filter(|e| e.tenant_id() == tenant_id)
+        let (shard, event) = self.inner.shards[0].shared.id_event(id)?;
+        let shared = &self.inner.shards.get(shard as usize)?.shared;
+        (shared.visible_at(event.position(), self.inner.clock.now()) && event.tenant_id() == tenant_id).then_some(event)
     }
 
     /// Runs a query. Entity queries read the owning shard's maps directly; the others run on every shard
