@@ -71,6 +71,17 @@ impl<W> GroupCommit<W> {
         self.synced < self.written
     }
 
+    /// Appends waiting to be acknowledged.
+    pub fn waiting(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Appends waiting whose position is written (so the next fdatasync would cover them). Waiters are in
+    /// position order but for retries pointing back, which only makes this count them sooner.
+    pub fn waiting_written(&self) -> usize {
+        self.waiters.partition_point(|(position, _)| *position <= self.written)
+    }
+
     /// Queues `waiter` until `position` is acknowledged; returns it back at once if it already is.
     pub fn wait(&mut self, position: u64, waiter: W) -> Option<W> {
         if position <= self.acked() {
@@ -129,6 +140,19 @@ mod tests {
         gc.on_written(15);
         assert_eq!(gc.on_synced(15), vec!["c"]);
         assert!(!gc.has_unsynced());
+    }
+
+    #[test]
+    fn waiting_counts_the_queue_and_the_written_part_of_it() {
+        let mut gc = GroupCommit::new(FsyncMode::Always, 0);
+        for position in 1..=4 {
+            assert_eq!(gc.wait(position, position), None);
+        }
+        assert_eq!((gc.waiting(), gc.waiting_written()), (4, 0));
+        gc.on_written(3);
+        assert_eq!((gc.waiting(), gc.waiting_written()), (4, 3));
+        assert_eq!(gc.on_synced(2), vec![1, 2]);
+        assert_eq!((gc.waiting(), gc.waiting_written()), (2, 1));
     }
 
     #[test]
