@@ -107,3 +107,52 @@ fn ids_stored_before_a_reopen_stay_unique() {
     assert_eq!(stored.len(), ids.len(), "only the original events are stored");
     store.close().unwrap();
 }
+
+/// Ids the store generates name their shard and position (docs/FORMAT.md, Event ids). They stay findable
+/// and unique across a reopen, a client may repeat one for its own entity (an idempotent retry), and an
+/// id of the same form that names a place holding another event is an ordinary client id.
+#[test]
+fn generated_ids_name_their_place_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path(), 2, 0);
+    let on_shard = |store: &tidelog::Store, shard: usize| {
+        (0..).map(|i| format!("e{i}")).filter(|e| store.shard_of("t", e) == shard).take(3).collect::<Vec<_>>()
+    };
+    let (zero, one) = (on_shard(&store, 0), on_shard(&store, 1));
+    let mut acks = Vec::new();
+    for k in 0..40u64 {
+        let entity = if k % 2 == 0 { &zero[0] } else { &one[0] };
+        acks.push((entity.clone(), common::block_on(store.append(common::event("t", entity, "x", k))).unwrap()));
+    }
+    let batch: Vec<_> = (0..10u64).map(|k| common::event("t", if k % 2 == 0 { &zero[1] } else { &one[1] }, "y", k)).collect();
+    let batch_acks = common::block_on(store.append_batch(batch.clone())).unwrap();
+    acks.extend(batch.iter().map(|e| e.entity_id.clone()).zip(batch_acks));
+    // Same bits but the low random ones: it names the first event's place, which holds another id.
+    let first = acks[0].1.clone();
+    let lookalike = uuid::Uuid::from_u128(first.id.as_u128() ^ (1 << 60));
+    let lookalike_ack = common::block_on(store.append(common::event("t", &one[2], "z", 0).with_id(lookalike))).unwrap();
+    assert!(!lookalike_ack.duplicate);
+    store.close().unwrap();
+
+    for reopen in 0..2 {
+        let store = common::open(dir.path(), 2, 0);
+        for (entity, ack) in &acks {
+            let found = store.get("t", &ack.id).unwrap_or_else(|| panic!("id {} not found after reopen {reopen}", ack.id));
+            assert_eq!((found.position(), found.entity_id()), (ack.position, entity.as_str()));
+            assert!(store.get("other-tenant", &ack.id).is_none(), "another tenant read an event by id");
+            // Repeated for its own entity: the original. For an entity of the other shard: refused.
+            let again = common::block_on(store.append(common::event("t", entity, "x", 0).with_id(ack.id))).unwrap();
+            assert!(again.duplicate && again.position == ack.position && again.shard == ack.shard);
+            let away = if ack.shard == 0 { &one[2] } else { &zero[2] };
+            match common::block_on(store.append(common::event("t", away, "x", 0).with_id(ack.id))) {
+                Err(tidelog::Error::IdConflict { .. }) => {}
+                other => panic!("generated id {} reused on another shard: {other:?}", ack.id),
+            }
+        }
+        assert_eq!(store.get("t", &lookalike).map(|e| e.position()), Some(lookalike_ack.position));
+        assert_eq!(store.get("t", &first.id).map(|e| e.position()), Some(first.position));
+        let stored = common::block_on(store.query(&Query::tenant("t").limit(10_000))).unwrap().events;
+        assert_eq!(stored.len(), acks.len() + 1, "repeats wrote nothing");
+        store.close().unwrap();
+    }
+}
