@@ -7,6 +7,11 @@ use std::sync::Barrier;
 
 use tidelog::Query;
 
+/// `n` entities of tenant `t` that live on `shard`.
+fn entities_on(store: &tidelog::Store, shard: usize, n: usize) -> Vec<String> {
+    (0..).map(|i| format!("e{i}")).filter(|e| store.shard_of("t", e) == shard).take(n).collect()
+}
+
 #[test]
 fn racing_appends_of_one_id_to_entities_on_different_shards_store_it_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,10 +57,7 @@ fn racing_appends_of_one_id_to_entities_on_different_shards_store_it_once() {
 fn ids_stored_before_a_reopen_stay_unique() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::open(dir.path(), 2, 0);
-    let on_shard = |store: &tidelog::Store, shard: usize| {
-        (0..).map(|i| format!("e{i}")).filter(|e| store.shard_of("t", e) == shard).take(4).collect::<Vec<_>>()
-    };
-    let (zero, one) = (on_shard(&store, 0), on_shard(&store, 1));
+    let (zero, one) = (entities_on(&store, 0, 4), entities_on(&store, 1, 4));
     let ids: Vec<uuid::Uuid> = (1..=20u128).map(uuid::Uuid::from_u128).collect();
     let mut originals = Vec::new();
     for (k, id) in ids.iter().enumerate() {
@@ -115,10 +117,7 @@ fn ids_stored_before_a_reopen_stay_unique() {
 fn generated_ids_name_their_place_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::open(dir.path(), 2, 0);
-    let on_shard = |store: &tidelog::Store, shard: usize| {
-        (0..).map(|i| format!("e{i}")).filter(|e| store.shard_of("t", e) == shard).take(3).collect::<Vec<_>>()
-    };
-    let (zero, one) = (on_shard(&store, 0), on_shard(&store, 1));
+    let (zero, one) = (entities_on(&store, 0, 3), entities_on(&store, 1, 3));
     let mut acks = Vec::new();
     for k in 0..40u64 {
         let entity = if k % 2 == 0 { &zero[0] } else { &one[0] };
