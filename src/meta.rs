@@ -56,7 +56,8 @@ pub(crate) fn load_or_create(dir: &Path, shards: usize, default_shards: usize) -
             }
             if meta.format_version < FORMAT_VERSION || meta.id_salt.is_none() {
                 // Older data is read as is; what this build writes from now on (part headers) an older
-                // build could not read, so the directory says so before anything is written.
+                // build could not read, so the directory says so before anything is written. A directory
+                // without an id salt gets one now: ids generated from here on depend on it staying put.
                 meta.format_version = FORMAT_VERSION;
                 meta.id_salt = meta.id_salt.or_else(|| Some(new_id_salt()));
                 store(&path, &meta)?;

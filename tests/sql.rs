@@ -154,8 +154,30 @@ fn check(store: &Store, all: &[Row]) {
     all.iter().for_each(|r| {
         latest.entry(&r.entity).and_modify(|l| if r.version > l.version { *l = r }).or_insert(r);
     });
-    let got = rows(store, "SELECT entity_id, version, id FROM (SELECT entity_id, version, id, row_number() OVER (PARTITION BY entity_id ORDER BY version DESC) AS rn FROM events) WHERE rn = 1 ORDER BY entity_id");
+    let latest_sql = "SELECT entity_id, version, id FROM (SELECT entity_id, version, id, row_number() OVER (PARTITION BY entity_id ORDER BY version DESC) AS rn FROM events) WHERE rn = 1 ORDER BY entity_id";
+    let got = rows(store, latest_sql);
     assert_eq!(got, latest.iter().map(|(e, r)| json!([e, r.version, r.id])).collect::<Vec<_>>());
+    // Such a window reads the scan in entity order instead of sorting by entity (`sql/entity_order.rs`).
+    let plan = rows(store, &format!("EXPLAIN {latest_sql}"));
+    assert!(plan.iter().any(|r| r[1].as_str().unwrap_or("").contains("by entity then version desc")), "no scan in entity order: {plan:?}");
+    assert!(!plan.iter().any(|r| r[1].as_str().unwrap_or("").contains("RepartitionExec: partitioning=Hash([entity_id")), "{plan:?}");
+    // Ascending, and with an entity filter: each event's rank and running version sum in its entity.
+    let mut running: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut ordered: Vec<&Row> = all.iter().collect();
+    ordered.sort_by(|a, b| a.entity.cmp(&b.entity).then(a.version.cmp(&b.version)));
+    let want: Vec<Value> = ordered
+        .iter()
+        .filter(|r| ["e1", "e4"].contains(&r.entity.as_str()))
+        .map(|r| {
+            let (n, sum) = running.entry(&r.entity).or_default();
+            *n += 1;
+            *sum += r.version;
+            json!([r.entity, r.version, *n, *sum])
+        })
+        .collect();
+    let got = rows(store, "SELECT entity_id, version, row_number() OVER w, sum(version) OVER w FROM events WHERE entity_id IN ('e4', 'e1') \
+        WINDOW w AS (PARTITION BY entity_id ORDER BY version) ORDER BY entity_id, version");
+    assert_eq!(got, want);
 
     // Time buckets.
     let mut per_hour: BTreeMap<i64, u64> = BTreeMap::new();

@@ -4,9 +4,12 @@
 //! Queries run on the side tokio runtime (`crate::side_runtime`), never on a shard: the HTTP handler
 //! spawns them there and awaits the handle. Files, one job each: `table` (the table provider), `scan`
 //! (a shard's partition and its Arrow batches), `filter` (pushed-down predicates), `session` (the
-//! per-query session, its limits and the read-only check), `output` (JSON, NDJSON, Arrow IPC).
+//! per-query session, its limits and the read-only check), `output` (JSON, NDJSON, Arrow IPC); two physical
+//! rules: `counts` (counts per type or entity from the indexes) and `entity_order` (scans in entity order
+//! instead of sorts by entity).
 
 mod counts;
+mod entity_order;
 mod error;
 mod filter;
 pub mod output;

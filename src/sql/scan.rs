@@ -34,7 +34,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::Result as DfResult;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
@@ -66,6 +66,9 @@ pub struct ShardScanExec {
     /// Where in the commit order every partition reads: a cross-shard batch is in the answer wholly or
     /// not at all (docs/BATCHES.md).
     snapshot: Arc<OwnedSnapshot>,
+    /// Rows one entity after another (entity ids in byte order), each entity's by version, descending if
+    /// `Some(true)` (see [`ShardScanExec::in_entity_order`]); `None`: whatever order the scan finds.
+    entity_order: Option<bool>,
     properties: PlanProperties,
 }
 
@@ -78,7 +81,34 @@ impl ShardScanExec {
             Boundedness::Bounded,
         );
         let snapshot = Arc::new(store.read_snapshot());
-        ShardScanExec { store, tenant_id, projection, schema, filter: Arc::new(filter), limit, snapshot, properties }
+        ShardScanExec { store, tenant_id, projection, schema, filter: Arc::new(filter), limit, snapshot, entity_order: None, properties }
+    }
+
+    /// This scan, reading each shard's rows one entity after another (entity ids in byte order, each
+    /// entity's events by version, `descending` or not): the order `ordering` (entity_id, then version)
+    /// describes, hash-partitioned by `keys` (the entity id: an entity's events are all on one shard).
+    /// A window or sort by entity then needs no repartition and no sort. None with a pushed LIMIT.
+    pub fn in_entity_order(&self, ordering: &LexOrdering, keys: Vec<Arc<dyn PhysicalExpr>>, descending: bool) -> Option<ShardScanExec> {
+        if self.limit.is_some() {
+            return None;
+        }
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new_with_orderings(self.schema.clone(), [ordering.iter().cloned()]),
+            Partitioning::Hash(keys, self.store.shard_count()),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Some(ShardScanExec {
+            store: self.store.clone(),
+            tenant_id: self.tenant_id.clone(),
+            projection: self.projection.clone(),
+            schema: self.schema.clone(),
+            filter: self.filter.clone(),
+            limit: None,
+            snapshot: self.snapshot.clone(),
+            entity_order: Some(descending),
+            properties,
+        })
     }
 }
 
@@ -91,7 +121,11 @@ impl fmt::Debug for ShardScanExec {
 impl DisplayAs for ShardScanExec {
     fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let columns: Vec<&str> = self.projection.iter().map(|&i| COLUMNS[i]).collect();
-        write!(f, "ShardScanExec: shards={}, columns={columns:?}, filter={:?}, limit={:?}", self.store.shard_count(), self.filter, self.limit)
+        write!(f, "ShardScanExec: shards={}, columns={columns:?}, filter={:?}, limit={:?}", self.store.shard_count(), self.filter, self.limit)?;
+        match self.entity_order {
+            Some(descending) => write!(f, ", by entity then version{}", if descending { " desc" } else { "" }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -231,11 +265,11 @@ impl ShardScanExec {
     }
 }
 
-/// The positions a shard scan visits, in increasing order.
+/// The positions a shard scan visits, in increasing order (but in entity order, see `entity_order`).
 enum Positions {
     /// Every position up to the visible one.
     Range { next: u64, last: u64 },
-    /// An index's answer (an entity's or an event type's positions).
+    /// An index's answer (entities' or event types' positions).
     List { positions: Vec<u64>, next: usize },
     /// The per-type time index's keys, one event type after another; the events are not read.
     Types(Vec<TypeRun>),
@@ -324,6 +358,16 @@ impl ShardScanner {
         let filter = &exec.filter;
         let positions = if filter.nothing {
             Positions::List { positions: Vec::new(), next: 0 }
+        } else if let Some(descending) = exec.entity_order {
+            let mut positions = Vec::new();
+            for entity in exec.index_entities(shared) {
+                let versions = shared.entity_positions_upto(&exec.tenant_id, &entity, visible);
+                match descending {
+                    true => positions.extend(versions.iter().rev()),
+                    false => positions.extend(versions),
+                }
+            }
+            Positions::List { positions, next: 0 }
         } else if let Some(runs) = exec.reads_type_index(&[]).then(|| type_runs(shared, &exec.tenant_id, filter)).flatten() {
             Positions::Types(runs)
         } else if exec.reads_entity_index(&[]) {

@@ -11,6 +11,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext, SQLOptions};
 
 use super::counts::CountByIndex;
+use super::entity_order::ScanInEntityOrder;
 use super::error::SqlError;
 use super::table::EventsTable;
 use crate::config::SqlLimits;
@@ -32,8 +33,9 @@ pub fn context(store: &Store, tenant_id: &str, limits: &SqlLimits) -> Result<Ses
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
-        // After DataFusion's own rules, so it sees the final plan's partial aggregates.
+        // After DataFusion's own rules, so they see the final plan's partial aggregates and sorts.
         .with_physical_optimizer_rule(Arc::new(CountByIndex))
+        .with_physical_optimizer_rule(Arc::new(ScanInEntityOrder))
         .build();
     datafusion_functions_json::register_all(&mut state).map_err(df)?;
     let ctx = SessionContext::new_with_state(state);

@@ -77,7 +77,8 @@ impl<W> GroupCommit<W> {
     }
 
     /// Appends waiting whose position is written (so the next fdatasync would cover them). Waiters are in
-    /// position order but for retries pointing back, which only makes this count them sooner.
+    /// position order but for idempotent retries pointing back at an older position, which can make the
+    /// count inexact; it only steers how long the syncer gathers, never what is acknowledged.
     pub fn waiting_written(&self) -> usize {
         self.waiters.partition_point(|(position, _)| *position <= self.written)
     }
