@@ -48,7 +48,8 @@ fn column_name(expr: &Arc<dyn PhysicalExpr>) -> Option<&str> {
 }
 
 /// The scan in entity order, if `node` is a per-partition sort by `entity_id` ascending then `version`
-/// (either way), with no fetch, over a hash repartition by `entity_id` of a shard scan.
+/// (either way), with no fetch, over a hash repartition by `entity_id` of a shard scan that may read in
+/// entity order (no LIMIT, no type or time filter: see `in_entity_order`).
 fn replacing(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     let sort = node.as_any().downcast_ref::<SortExec>()?;
     let ordering = sort.expr();

@@ -87,9 +87,11 @@ impl ShardScanExec {
     /// This scan, reading each shard's rows one entity after another (entity ids in byte order, each
     /// entity's events by version, `descending` or not): the order `ordering` (entity_id, then version)
     /// describes, hash-partitioned by `keys` (the entity id: an entity's events are all on one shard).
-    /// A window or sort by entity then needs no repartition and no sort. None with a pushed LIMIT.
+    /// A window or sort by entity then needs no repartition and no sort. None with a pushed LIMIT, and
+    /// with a type or time filter: the type indexes would spare reading the events it leaves out, while
+    /// this reads every event of the entities.
     pub fn in_entity_order(&self, ordering: &LexOrdering, keys: Vec<Arc<dyn PhysicalExpr>>, descending: bool) -> Option<ShardScanExec> {
-        if self.limit.is_some() {
+        if self.limit.is_some() || self.filter.event_types.is_some() || self.filter.has_time_range() {
             return None;
         }
         let properties = PlanProperties::new(
