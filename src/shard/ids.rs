@@ -95,8 +95,13 @@ impl IdIndex {
         if let Some(found) = self.at_named_place(id) {
             return Some(found);
         }
-        let (shard, position) = self.stored.iter().enumerate().find_map(|(k, map)| map.get(id).map(|p| (k as u32, *p)))?;
+        let (shard, position) = self.in_maps(id)?;
         Some((shard, self.events[shard as usize].get(position)?))
+    }
+
+    /// Where the shards' maps say an id is stored.
+    fn in_maps(&self, id: &Uuid) -> Option<(u32, u64)> {
+        self.stored.iter().enumerate().find_map(|(k, map)| map.get(id).map(|p| (k as u32, *p)))
     }
 
     /// Records a stored event's id (its shard's executor only): in its shard's map, unless it names
@@ -119,7 +124,7 @@ impl IdIndex {
     pub fn stored(&self, id: &Uuid) -> Option<(u32, u64)> {
         self.at_named_place(id)
             .map(|(shard, event)| (shard, event.position()))
-            .or_else(|| self.stored.iter().enumerate().find_map(|(k, map)| map.get(id).map(|p| (k as u32, *p))))
+            .or_else(|| self.in_maps(id))
     }
 
     /// Where an id is stored on one shard.
@@ -159,8 +164,9 @@ impl IdIndex {
         }
     }
 
-    /// Ids held in the maps (not naming their place), over all shards: for tests and status.
-    pub fn mapped(&self) -> usize {
+    /// Ids held in the maps (not naming their place), over all shards.
+    #[cfg(test)]
+    fn mapped(&self) -> usize {
         self.stored.iter().map(|m| m.len()).sum()
     }
 }

@@ -22,11 +22,10 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
-use super::scan::{IndexGroup, ShardScanExec};
+use super::scan::{shard_scan_in, IndexGroup, ShardScanExec};
 
 /// The rule: see the module's comment.
 #[derive(Debug, Default)]
@@ -88,11 +87,8 @@ impl IndexCountExec {
             return None;
         }
         let column = group_by.expr()[0].0.as_any().downcast_ref::<Column>()?;
-        // DataFusion wraps leaves in a CooperativeExec (a yield budget); the count yields by itself.
-        let mut input = aggregate.input().clone();
-        if input.as_any().is::<CooperativeExec>() {
-            input = input.children().first().map(|&child| child.clone())?;
-        }
+        // Without DataFusion's CooperativeExec around the scan: the count yields by itself.
+        let (input, _) = shard_scan_in(aggregate.input())?;
         let counted: Vec<&str> = aggregate
             .aggr_expr()
             .iter()

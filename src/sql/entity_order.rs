@@ -19,7 +19,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning, PhysicalExpr};
 
-use super::scan::ShardScanExec;
+use super::scan::{shard_scan_in, ShardScanExec};
 
 /// The rule: see the module's comment.
 #[derive(Debug, Default)]
@@ -65,12 +65,8 @@ fn replacing(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     if keys.len() != 1 || column_name(&keys[0]) != Some("entity_id") {
         return None;
     }
-    // DataFusion wraps leaves in a CooperativeExec (a yield budget): kept around the new scan.
-    let mut leaf = repartition.input().clone();
-    let cooperative = leaf.as_any().is::<CooperativeExec>();
-    if cooperative {
-        leaf = leaf.children().first().map(|&child| child.clone())?;
-    }
+    // DataFusion's CooperativeExec (a yield budget) around the scan is kept around the new one.
+    let (leaf, cooperative) = shard_scan_in(repartition.input())?;
     let scan = leaf.as_any().downcast_ref::<ShardScanExec>()?.in_entity_order(ordering, keys.clone(), version.options.descending)?;
     let scan: Arc<dyn ExecutionPlan> = Arc::new(scan);
     Some(if cooperative { Arc::new(CooperativeExec::new(scan)) } else { scan })

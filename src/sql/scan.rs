@@ -35,6 +35,7 @@ use datafusion::common::Result as DfResult;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalExpr};
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
@@ -171,6 +172,14 @@ impl ExecutionPlan for ShardScanExec {
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches)))
     }
+}
+
+/// The shard scan `plan` is, also inside the CooperativeExec (a yield budget) DataFusion wraps leaves
+/// in; and whether it was so wrapped. For the physical rules that replace what sits on a scan.
+pub fn shard_scan_in(plan: &Arc<dyn ExecutionPlan>) -> Option<(Arc<dyn ExecutionPlan>, bool)> {
+    let cooperative = plan.as_any().is::<CooperativeExec>();
+    let leaf = if cooperative { plan.children().first().map(|&child| child.clone())? } else { plan.clone() };
+    leaf.as_any().is::<ShardScanExec>().then_some((leaf, cooperative))
 }
 
 /// What an index can count a scan's rows by (`counts.rs`).
