@@ -6,9 +6,10 @@
 //! (a shard's partition and its Arrow batches), `filter` (pushed-down predicates), `session` (the
 //! per-query session, its limits and the read-only check), `output` (JSON, NDJSON, Arrow IPC); two physical
 //! rules: `counts` (counts per type or entity from the indexes) and `entity_order` (scans in entity order
-//! instead of sorts by entity).
+//! instead of sorts by entity); `date_trunc` (DataFusion's, by arithmetic for UTC timestamps).
 
 mod counts;
+mod date_trunc;
 mod entity_order;
 mod error;
 mod filter;

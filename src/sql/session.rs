@@ -7,6 +7,7 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext, SQLOptions};
 
@@ -38,6 +39,8 @@ pub fn context(store: &Store, tenant_id: &str, limits: &SqlLimits) -> Result<Ses
         .with_physical_optimizer_rule(Arc::new(ScanInEntityOrder))
         .build();
     datafusion_functions_json::register_all(&mut state).map_err(df)?;
+    // In place of DataFusion's own (same name and signature): UTC timestamps truncated by arithmetic.
+    state.register_udf(Arc::new(super::date_trunc::udf())).map_err(df)?;
     let ctx = SessionContext::new_with_state(state);
     ctx.register_table("events", Arc::new(EventsTable::new(store.clone(), tenant_id))).map_err(df)?;
     Ok(ctx)
