@@ -402,6 +402,8 @@ fn refusals_bad_sql_and_limits() {
 struct Reply {
     status: u16,
     content_type: String,
+    /// The `Server-Timing` header, if any.
+    server_timing: Option<String>,
     body: Vec<u8>,
 }
 
@@ -445,7 +447,7 @@ fn sql_request(addr: SocketAddr, path: &str, headers: &[(&str, &str)], query: &s
         }
         body = plain;
     }
-    Reply { status, content_type: header("content-type").unwrap_or_default(), body }
+    Reply { status, content_type: header("content-type").unwrap_or_default(), server_timing: header("server-timing"), body }
 }
 
 #[test]
@@ -475,6 +477,10 @@ fn http_route_shapes_auth_and_cancellation() {
     assert_eq!((row[0].clone(), row[1].clone()), (json!("e1"), json!(e1.len())));
     assert_eq!(row[2], json!(rfc3339(e1.iter().map(|x| x.ts_us).max().unwrap())));
     assert!(row[4].is_f64(), "numbers as numbers: {row}");
+    // The server's own time for the query, in ms, as W3C Server-Timing says.
+    let timing = r.server_timing.as_deref().expect("a Server-Timing header");
+    let ms: f64 = timing.strip_prefix("sql;dur=").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("Server-Timing: {timing}"));
+    assert!(ms > 0.0 && ms < 20_000.0, "Server-Timing: {timing}");
     let r = sql_request(addr, "/api/v1/sql", &acme, "SELECT metadata FROM events WHERE metadata IS NULL LIMIT 1");
     assert_eq!(r.json()["rows"], json!([[null]]));
 

@@ -56,14 +56,21 @@ pub(super) async fn answer(store: &Store, options: &HttpOptions, request: Reques
         .map_err(|e| ApiError::bad_request(format!("expected {{\"query\": \"SELECT ...\"}}: {e}")))?;
     let (store, limits) = (store.clone(), options.sql);
     if format == Format::Json {
+        let started = std::time::Instant::now();
         let task = QueryTask::spawn(async move {
             let (schema, batches) = sql::collect(&store, &tenant_id, &query, &limits, limits.max_json_rows).await?;
             let answer = output::answer_json(&schema, &batches).map_err(|e| SqlError::Internal(e.to_string()))?;
             Ok::<_, SqlError>(Bytes::from(answer.to_string()))
         });
         let body = task.await??;
+        // The server's time for the query, answer encoded (W3C Server-Timing), so clients can tell it from
+        // their own and the network's.
+        let timing = format!("sql;dur={:.3}", started.elapsed().as_secs_f64() * 1e3);
         let mut response = Response::new(super::respond::full(body));
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(timing) = HeaderValue::from_str(&timing) {
+            response.headers_mut().insert("server-timing", timing);
+        }
         return Ok(response);
     }
     streamed(store, tenant_id, query, limits, format).await
