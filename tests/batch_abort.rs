@@ -1,7 +1,8 @@
 //! Cross-shard batches aborted while the store runs: the caller gives up after one part was handed to its
 //! shard (an HTTP client that disconnects while another shard's inbox is full). That part is written but
 //! stays hidden; checkpoints go past it (leaving it out), the WAL it sits in is trimmed, and after a
-//! reopen it is gone while everything acknowledged is there.
+//! reopen it is gone while everything acknowledged is there. A batch a shard refuses leaves nothing
+//! claimed behind on the others once the caller hears the refusal.
 
 mod common;
 
@@ -74,5 +75,32 @@ fn a_part_aborted_after_it_was_written_stays_hidden_and_does_not_hold_back_check
     // The store goes on: the entities' versions continue from what is stored.
     let next = block_on(store.append(event("t", &a, "later", 0))).unwrap();
     assert_eq!(next.version, 1 + 150 + 1_000);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_refused_batch_has_released_its_ids_when_the_caller_hears_the_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tidelog::Store::open(common::config(dir.path(), 2, 0)).unwrap();
+    let on_shard = |shard: usize, prefix: &str| {
+        (0..).map(|i| format!("{prefix}{i}")).find(|e| store.shard_of("t", e) == shard).unwrap()
+    };
+    let (a, b) = (on_shard(0, "a"), on_shard(1, "b"));
+    for n in 0..200u128 {
+        let id = uuid::Uuid::from_u128(0xb47c_0000_0000_0000_0000_0000_0000_0000 + n);
+        // Shard 0 claims the id for `a`; shard 1 refuses its part (a stale expected version), so the
+        // batch is refused as a whole...
+        let batch = vec![
+            event("t", &a, "refused", 0).with_id(id),
+            event("t", &b, "refused", 0).with_expected_version(n as u64 + 7),
+        ];
+        let refused = block_on(store.append_batch(batch)).unwrap_err();
+        assert!(matches!(refused, tidelog::Error::VersionConflict { .. }), "{refused}");
+        // ...and the id is free at once, also for an entity of the other shard.
+        let ack = block_on(store.append(event("t", &b, "reused", 0).with_id(id))).unwrap_or_else(|e| panic!("round {n}: {e}"));
+        assert_eq!((ack.id, ack.shard), (id, 1));
+    }
+    let refused = block_on(store.query(&Query::tenant("t").event_type("refused"))).unwrap().events.len();
+    assert_eq!(refused, 0, "nothing of a refused batch is stored");
     store.close().unwrap();
 }

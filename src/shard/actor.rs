@@ -115,7 +115,8 @@ pub(crate) enum ShardMsg {
     Prepare { batch: Arc<BatchState>, events: Vec<(usize, NewEvent)>, reply: oneshot::Sender<Result<usize, ShardError>> },
     /// Apply the prepared part as planned at prepare (nothing could touch its entities or ids since).
     Commit { txn: u128, reply: AppendReply },
-    Abort { txn: u128 },
+    /// Give up a prepared part: its claims and holds are released before `done` is answered.
+    Abort { txn: u128, done: Option<oneshot::Sender<()>> },
     /// A cross-shard batch with a part here was decided: appends waiting on its entities may go.
     Decided { txn: u128 },
     /// One page of a query (`crate::query::PageMerge`).
@@ -503,7 +504,9 @@ impl Core {
         self.unpark();
     }
 
-    fn abort(&mut self, txn: u128) {
+    /// Releases a prepared part's claims and holds; `done` hears when they are gone. A Prepare not yet
+    /// taken will claim nothing, so that case is done at once too.
+    fn abort(&mut self, txn: u128, done: Option<oneshot::Sender<()>>) {
         self.holds.release(txn);
         match self.prepared.remove(&txn) {
             Some(p) => p.claimed.iter().for_each(|id| self.shared.release_id(id)),
@@ -511,6 +514,9 @@ impl Core {
             None => {
                 self.aborted_early.insert(txn);
             }
+        }
+        if let Some(done) = done {
+            let _ = done.send(());
         }
         self.unpark();
     }
@@ -762,7 +768,7 @@ async fn acceptor(
                 ShardMsg::Spawn(factory) => {
                     glommio::spawn_local(factory()).detach();
                 }
-                ShardMsg::Abort { txn } => core.borrow_mut().abort(txn),
+                ShardMsg::Abort { txn, done } => core.borrow_mut().abort(txn, done),
                 ShardMsg::Decided { txn } => core.borrow_mut().decided(txn),
                 ShardMsg::Query { query, want, at, from, reply } => {
                     let core = core.borrow();
@@ -843,7 +849,7 @@ fn queued_before_close(core: &Rc<RefCell<Core>>, msg: ShardMsg) -> Option<onesho
         ShardMsg::AppendEach { events, reply } => core.borrow_mut().append(events, Reply::Each(reply)),
         ShardMsg::Prepare { reply, .. } => return Some(reply),
         ShardMsg::Commit { txn, reply } => core.borrow_mut().commit(txn, reply),
-        ShardMsg::Abort { txn } => core.borrow_mut().abort(txn),
+        ShardMsg::Abort { txn, done } => core.borrow_mut().abort(txn, done),
         ShardMsg::Decided { txn } => core.borrow_mut().decided(txn),
         ShardMsg::Query { query, want, at, from, reply } => {
             let core = core.borrow();

@@ -64,8 +64,15 @@ impl Store {
         }
         let mut writers = Vec::new();
         for (vote, &shard) in votes.into_iter().zip(&guard.shards) {
-            if vote.await.map_err(|_| Error::Closed)?? > 0 {
-                writers.push(shard as u32);
+            match vote.await.map_err(|_| Error::Closed).and_then(|v| v.map_err(Error::from)) {
+                Ok(0) => {}
+                Ok(_) => writers.push(shard as u32),
+                Err(e) => {
+                    // Answered only once every shard has let go of its claims and holds: a client that
+                    // reuses the batch's ids or entities right after the refusal finds them free.
+                    self.abort_and_wait(txn, std::mem::take(&mut guard.shards)).await;
+                    return Err(e);
+                }
             }
         }
         // The parts' WAL headers name only the shards that write events: a part that only repeats stored
@@ -83,6 +90,26 @@ impl Store {
         drop(sending);
         guard.shards.clear();
         collect_acks(replies, total).await
+    }
+
+    /// Aborts a prepared batch on `shards` and waits until each has released it.
+    async fn abort_and_wait(&self, txn: u128, shards: Vec<usize>) {
+        let mut released = Vec::with_capacity(shards.len());
+        {
+            // Sent while counted as a send under way, so each Abort is queued ahead of any Close or Halt
+            // and is answered. A closed store stops its shards anyway: no wait then.
+            let sending = Sending::start(&self.inner);
+            for shard in shards {
+                let (done, rx) = oneshot::channel();
+                let done = sending.is_ok().then_some(done);
+                if self.inner.shards[shard].control.send(ShardMsg::Abort { txn, done }).is_ok() && sending.is_ok() {
+                    released.push(rx);
+                }
+            }
+        }
+        for rx in released {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -107,7 +134,7 @@ struct AbortOnDrop<'a> {
 impl Drop for AbortOnDrop<'_> {
     fn drop(&mut self) {
         for &shard in &self.shards {
-            let _ = self.store.inner.shards[shard].control.send(ShardMsg::Abort { txn: self.txn });
+            let _ = self.store.inner.shards[shard].control.send(ShardMsg::Abort { txn: self.txn, done: None });
         }
     }
 }
