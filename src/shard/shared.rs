@@ -492,6 +492,26 @@ impl ShardShared {
         self.by_entity.iter().filter_map(|entry| entry.key().strip_prefix(prefix.as_str()).map(Into::into)).collect()
     }
 
+    /// A tenant's entities on this shard, each with its number of positions up to `visible` less those in
+    /// `hidden` (disjoint ranges), those with none left out: counts per entity for SQL. Walks the entity
+    /// map one part (lock) at a time and counts by binary search, as an entity's positions ascend.
+    #[cfg(feature = "sql")]
+    pub(crate) fn tenant_entity_counts(&self, tenant_id: &str, visible: u64, hidden: &[(u64, u64)]) -> Vec<(Box<str>, u64)> {
+        let prefix = entity_key(tenant_id, "");
+        self.by_entity
+            .iter()
+            .filter_map(|entry| {
+                let entity = entry.key().strip_prefix(prefix.as_str())?;
+                let positions = &entry.value().positions;
+                let seen = &positions[..positions.partition_point(|&p| p <= visible)];
+                let hidden_n: usize =
+                    hidden.iter().map(|&(first, last)| seen.partition_point(|&p| p <= last) - seen.partition_point(|&p| p < first)).sum();
+                let n = (seen.len() - hidden_n) as u64;
+                (n > 0).then(|| (entity.into(), n))
+            })
+            .collect()
+    }
+
     /// An entity's positions up to `visible`, in version (and so position) order. Holds the entity map's
     /// lock only to copy them.
     pub fn entity_positions_upto(&self, tenant_id: &str, entity_id: &str, visible: u64) -> Vec<u64> {

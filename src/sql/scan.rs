@@ -267,6 +267,9 @@ impl ShardScanExec {
                     }
                 }
             }
+            IndexGroup::Entity if self.filter.entity_ids.is_none() => {
+                counts = shared.tenant_entity_counts(&self.tenant_id, visible, &hidden);
+            }
             IndexGroup::Entity => {
                 for entity in self.index_entities(shared) {
                     let positions = shared.entity_positions_upto(&self.tenant_id, &entity, visible);
