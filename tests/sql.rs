@@ -179,6 +179,29 @@ fn check(store: &Store, all: &[Row]) {
         WINDOW w AS (PARTITION BY entity_id ORDER BY version) ORDER BY entity_id, version");
     assert_eq!(got, want);
 
+    // A window keyed by JSON values: the nearest-rank p95 of latency per host. The keys are computed once
+    // under the window (`sql/window_keys.rs`), and the helper columns do not reach the answer.
+    let mut latencies: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    all.iter().for_each(|r| latencies.entry(&r.host).or_default().push(r.latency_ms));
+    let want: Vec<Value> = latencies
+        .iter_mut()
+        .map(|(host, values)| {
+            values.sort();
+            let n = values.len();
+            let p95 = (0..n).find(|&i| (values.iter().filter(|&&v| v <= values[i]).count() as f64) / n as f64 >= 0.95).map(|i| values[i]);
+            json!([host, p95])
+        })
+        .collect();
+    let p95_sql = "SELECT host, min(v) AS p95 FROM (SELECT json_get_str(payload, 'host') AS host, json_get_int(payload, 'latency_ms') AS v, \
+        cume_dist() OVER (PARTITION BY json_get_str(payload, 'host') ORDER BY json_get_int(payload, 'latency_ms')) AS cd FROM events) \
+        WHERE cd >= 0.95 GROUP BY host ORDER BY host";
+    assert_eq!(rows(store, p95_sql), want);
+    let plan = rows(store, &format!("EXPLAIN {p95_sql}"));
+    assert!(plan.iter().any(|r| r[1].as_str().unwrap_or("").contains("SortExec: expr=[__tidelog_window_key_0")), "keys not computed once: {plan:?}");
+    let (schema, _) = run(store, "acme", "SELECT *, rank() OVER (PARTITION BY payload->>'host' ORDER BY version) AS r FROM events LIMIT 1", SqlLimits::default()).unwrap();
+    assert_eq!(schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
+        ["position", "id", "tenant_id", "entity_id", "event_type", "timestamp", "version", "payload", "metadata", "r"]);
+
     // Time buckets.
     let mut per_hour: BTreeMap<i64, u64> = BTreeMap::new();
     all.iter().for_each(|r| *per_hour.entry(r.ts_us.div_euclid(HOUR_US) * HOUR_US).or_default() += 1);

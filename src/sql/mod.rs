@@ -17,6 +17,7 @@ pub mod output;
 mod scan;
 mod session;
 mod table;
+mod window_keys;
 
 use std::future::Future;
 use std::pin::Pin;

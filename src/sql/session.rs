@@ -62,6 +62,7 @@ fn template(partitions: usize) -> Result<SessionState, DataFusionError> {
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
+        .with_optimizer_rule(Arc::new(super::window_keys::WindowKeysOnce))
         // After DataFusion's own rules, so they see the final plan's partial aggregates and sorts.
         .with_physical_optimizer_rule(Arc::new(CountByIndex))
         .with_physical_optimizer_rule(Arc::new(ScanInEntityOrder))
