@@ -693,6 +693,13 @@ pub(crate) struct Opening {
 pub(crate) async fn run_shard<S: WalStorage>(storage: S, ctx: ShardContext, opening: Opening) {
     let storage = Rc::new(storage);
     let shared = ctx.shared.clone();
+    // Watched from the start (recovery included) until this function returns, whichever way.
+    shared.wake.enter();
+    let _left = LeaveOnDrop(shared.clone());
+    let _beat = glommio::spawn_local({
+        let shared = shared.clone();
+        async move { shared.wake.beat_forever().await }
+    });
     let scanned = match scan_shard(&*storage, &ctx).await {
         Ok((scanned, scan)) => {
             let _ = opening.scanned.send(Ok(scan));
@@ -704,7 +711,7 @@ pub(crate) async fn run_shard<S: WalStorage>(storage: S, ctx: ShardContext, open
         }
     };
     // Waits without blocking the executor; the store drops the sender if another shard failed to scan.
-    let Ok(decisions) = sent_from_another_thread(opening.decisions).await else {
+    let Ok(decisions) = opening.decisions.await else {
         let _ = opening.recovered.send(Err(ShardError::Closed));
         return;
     };
@@ -747,26 +754,12 @@ pub(crate) async fn run_shard<S: WalStorage>(storage: S, ctx: ShardContext, open
     drop(checkpoints);
 }
 
-/// How often a shard that waits for the store while opening looks again on its own (see below).
-const OPENING_LOOK_AGAIN: Duration = Duration::from_millis(10);
+/// Takes the shard out of the store's wake watch when `run_shard` ends.
+struct LeaveOnDrop(Arc<ShardShared>);
 
-/// Awaits what the store sends from its thread while the shard opens, looking again every
-/// `OPENING_LOOK_AGAIN` as well. Until the shard runs there is no timer on its executor, and a wake from
-/// another thread that the executor misses then leaves it asleep for good: seen once in the model test
-/// (`Store::open` waiting for a shard's report, both executors parked in `io_uring_enter`; attaching a
-/// debugger woke them; the miss itself is inside glommio's park and was not pinned down). Once the shard
-/// runs, its executor always has a timer pending (the checkpoint task's, every 200 ms); no stall of that
-/// kind was seen there (a stress run of 4,300 opens and 430,000 single appends: none over 20 ms).
-async fn sent_from_another_thread<T>(mut rx: oneshot::Receiver<T>) -> Result<T, oneshot::Canceled> {
-    loop {
-        let sent = async { Some((&mut rx).await) };
-        let look_again = async {
-            glommio::timer::sleep(OPENING_LOOK_AGAIN).await;
-            None
-        };
-        if let Some(sent) = futures_lite::future::or(sent, look_again).await {
-            return sent;
-        }
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        self.0.wake.leave();
     }
 }
 

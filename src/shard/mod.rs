@@ -14,6 +14,7 @@ mod shared;
 mod slots;
 mod stats;
 mod txn;
+mod wake_watch;
 
 pub(crate) use actor::ShardContext;
 pub(crate) use actor::{append_local, on_shard_thread, run_shard, LocalTaskFactory, Opening, Reply, ShardMsg};
@@ -24,6 +25,8 @@ pub use recovery_report::RecoveryReport;
 pub use shared::{entity_key, EntityEntry, ScanSlice, ShardShared};
 pub use stats::{ShardCounters, ShardLatency, ShardStats, ShardStatus};
 pub use txn::{BatchState, CommitClock, OwnedSnapshot};
+pub(crate) use wake_watch::watch as watch_wakes;
+pub use wake_watch::WakeWatch;
 #[cfg(feature = "sql")]
 pub(crate) use ordered_keys::OrderedKeys;
 pub use ids::IdIndex;

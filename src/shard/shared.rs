@@ -59,6 +59,8 @@ pub struct ShardShared {
     failure: OnceLock<String>,
     failed_for_space: std::sync::atomic::AtomicBool,
     pub stats: ShardStats,
+    /// The store's watch over this shard's executor (`wake_watch.rs`).
+    pub wake: super::WakeWatch,
 }
 
 /// Parts (locks) of a shard's entity map.
@@ -120,6 +122,7 @@ impl ShardShared {
             failure: OnceLock::new(),
             failed_for_space: Default::default(),
             stats: ShardStats::default(),
+            wake: Default::default(),
         }
     }
 

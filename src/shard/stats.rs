@@ -58,6 +58,9 @@ shard_counters! {
     checkpoint_failures,
     compactions,
     wal_segments_deleted,
+    /// Times the store's watch woke the shard's executor after it made no progress for a while
+    /// (`wake_watch.rs`).
+    stall_wakes,
 }
 
 /// Counters and latencies of one shard.

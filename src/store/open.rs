@@ -91,6 +91,10 @@ impl Store {
             shards.push(ShardHandle { inbox, control, shared });
             recovered.push((scan_rx, decide_tx, report_rx));
         }
+        // A watch that wakes an executor sleeping through its own timers (`shard/wake_watch.rs`).
+        if let Err(e) = crate::shard::watch_wakes(shards.iter().map(|s| Arc::downgrade(&s.shared)).collect()) {
+            failure = failure.or(Some(Error::io("start the shards' wake watch".to_string(), e)));
+        }
         // Shards recover in parallel, each on its own core. Phase one: every shard reads its checkpoints
         // and WAL and reports the cross-shard parts it found; the batches are decided from all of them.
         let mut scans = Vec::with_capacity(meta.shards);
