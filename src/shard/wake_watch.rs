@@ -61,7 +61,7 @@ impl WakeWatch {
             // The thread is alive: it clears `thread` under this lock before it ends.
             unsafe { libc::pthread_kill(thread, SIGNAL) };
             shard.stats.counters.stall_wakes.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(shard = shard.index, "shard executor made no progress for {STALL:?}: woken by a signal");
+            tracing::warn!(shard = shard.index, "shard executor made no progress for {STALL:?} (asleep past its timers, or one task running that long): interrupted with a signal");
         }
     }
 }
