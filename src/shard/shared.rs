@@ -505,14 +505,18 @@ impl ShardShared {
             .iter()
             .filter_map(|entry| {
                 let entity = entry.key().strip_prefix(prefix.as_str())?;
-                let positions = &entry.value().positions;
-                let seen = &positions[..positions.partition_point(|&p| p <= visible)];
-                let hidden_n: usize =
-                    hidden.iter().map(|&(first, last)| seen.partition_point(|&p| p <= last) - seen.partition_point(|&p| p < first)).sum();
-                let n = (seen.len() - hidden_n) as u64;
+                let n = visible_count(&entry.value().positions, visible, hidden);
                 (n > 0).then(|| (entity.into(), n))
             })
             .collect()
+    }
+
+    /// One entity's number of positions up to `visible` less those in `hidden`, as
+    /// [`ShardShared::tenant_entity_counts`] counts them.
+    #[cfg(feature = "sql")]
+    pub(crate) fn entity_count(&self, tenant_id: &str, entity_id: &str, visible: u64, hidden: &[(u64, u64)]) -> u64 {
+        let key = entity_key(tenant_id, entity_id);
+        self.by_entity.get(key.as_str()).map_or(0, |entry| visible_count(&entry.positions, visible, hidden))
     }
 
     /// An entity's positions up to `visible`, in version (and so position) order. Holds the entity map's
@@ -523,4 +527,15 @@ impl ShardShared {
         let end = entry.positions.partition_point(|&p| p <= visible);
         entry.positions[..end].to_vec()
     }
+}
+
+/// How many of `positions` (ascending) are up to `visible` and in none of the disjoint `hidden` ranges:
+/// the visible ones are a prefix, and each hidden range a stretch of it, so binary searches count them.
+#[cfg(feature = "sql")]
+fn visible_count(positions: &[u64], visible: u64, hidden: &[(u64, u64)]) -> u64 {
+    let seen = &positions[..positions.partition_point(|&p| p <= visible)];
+    let hidden_n: usize = hidden.iter().map(|&(first, last)| seen.partition_point(|&p| p <= last) - seen.partition_point(|&p| p < first)).sum();
+    let n = (seen.len() - hidden_n) as u64;
+    debug_assert_eq!(n, seen.iter().filter(|&&p| !hidden.iter().any(|&(first, last)| (first..=last).contains(&p))).count() as u64);
+    n
 }

@@ -231,7 +231,9 @@ impl ShardScanExec {
 
     /// The number of rows this scan gives on `shard` per event type or entity (those with none left
     /// out), read from the index with the scan's visibility; `None` where the type index cannot answer
-    /// (a type with a late timestamp). Yields every [`SCAN_SLICE_POSITIONS`] positions.
+    /// (a type with a late timestamp). Counts by binary search over the indexes without copying positions;
+    /// the longest step is one walk over the tenant's entities (a part of the map at a time), which is what
+    /// listing them costs.
     pub async fn index_counts(&self, shard: usize, group: IndexGroup) -> Option<Vec<(Box<str>, u64)>> {
         let shared = self.store.shard(shard);
         let visible = shared.visible_position();
@@ -247,7 +249,6 @@ impl ShardScanExec {
         if self.filter.nothing {
             return Some(counts);
         }
-        let mut inspected = 0u64;
         match group {
             IndexGroup::EventType => {
                 for run in type_runs(shared, &self.tenant_id, &self.filter)? {
@@ -271,14 +272,9 @@ impl ShardScanExec {
                 counts = shared.tenant_entity_counts(&self.tenant_id, visible, &hidden);
             }
             IndexGroup::Entity => {
+                // The entities the filter names: each counted by binary search, no positions copied.
                 for entity in self.index_entities(shared) {
-                    let positions = shared.entity_positions_upto(&self.tenant_id, &entity, visible);
-                    let n = positions.iter().filter(|&&p| seen(p)).count() as u64;
-                    inspected += positions.len() as u64 + 1;
-                    if inspected >= SCAN_SLICE_POSITIONS {
-                        inspected = 0;
-                        tokio::task::yield_now().await;
-                    }
+                    let n = shared.entity_count(&self.tenant_id, &entity, visible, &hidden);
                     if n > 0 {
                         counts.push((entity, n));
                     }
