@@ -23,7 +23,7 @@ pub fn render(store: &Store) -> String {
         ("tidelog_wal_writes_total", "WAL writes (one per batch of accepted appends).", |s| s.wal_writes),
         ("tidelog_wal_bytes_total", "Bytes of records written to the WAL.", |s| s.wal_bytes),
         ("tidelog_fsyncs_total", "fdatasync calls on the WAL.", |s| s.fsyncs),
-        ("tidelog_stall_wakes_total", "Times the shard's executor was woken after sleeping through its timers.", |s| s.stall_wakes),
+        ("tidelog_stall_wakes_total", "Times the shard's executor was interrupted after making no progress for 500 ms.", |s| s.stall_wakes),
     ];
     for (name, help, get) in counters {
         family(name, "counter", help, &mut status.iter().map(|s| (s.shard, get(s) as f64)));
