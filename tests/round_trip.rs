@@ -393,3 +393,39 @@ fn deep_offsets_read_in_pages_give_exactly_the_merged_order() {
     assert_eq!((stats.events, stats.entities), (25_000, 300));
     store.close().unwrap();
 }
+
+/// The files of `dir` this process has open (through `/proc/self/fd`).
+fn files_open_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .collect()
+}
+
+#[test]
+fn a_closed_or_halted_store_holds_no_file_of_its_directory_open() {
+    // A process that opens and closes stores (an embedding application, a test suite) must not leak a
+    // descriptor per open: the WAL segments being written are closed before the shards stop.
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..4u64 {
+        let store = open(dir.path(), 2, if round % 2 == 0 { 0 } else { 100 });
+        // Enough to roll the 64 KiB segments of the test configuration on both shards.
+        for chunk in 0..4u64 {
+            let batch: Vec<NewEvent> = (0..100u64)
+                .map(|i| NewEvent::new(format!("e{}", (chunk * 100 + i) % 17), "x.y", &json!({ "pad": "p".repeat(200) })).with_tenant("acme"))
+                .collect();
+            block_on(store.append_batch(batch)).unwrap();
+        }
+        assert!(!files_open_under(dir.path()).is_empty(), "an open store has its WAL open");
+        if round < 2 {
+            store.close().unwrap();
+        } else {
+            store.halt();
+        }
+        drop(store);
+        let open = files_open_under(dir.path());
+        assert!(open.is_empty(), "round {round}: still open after {}: {open:?}", if round < 2 { "close" } else { "halt" });
+    }
+}

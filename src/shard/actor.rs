@@ -824,6 +824,7 @@ async fn acceptor(
                     // Halt comes on the control channel, possibly ahead of queued messages: drop them, so
                     // their callers hear `Closed` (the store's senders keep the channel, and them, alive).
                     while inbox.try_recv().is_ok() {}
+                    wal.halt().await;
                     return true;
                 }
             }

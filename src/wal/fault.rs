@@ -277,4 +277,8 @@ impl WalFile for FaultyFile {
         self.plan.after_write(&self.path, offset, &vec![0u8; len as usize]);
         Ok(())
     }
+
+    async fn close(self) -> io::Result<()> {
+        WalFile::close(self.inner).await
+    }
 }

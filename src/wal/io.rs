@@ -39,6 +39,9 @@ pub trait WalFile: 'static {
     async fn read_all(&self) -> io::Result<Vec<u8>>;
     /// Zeroes `[offset, offset + len)` and keeps the space allocated.
     async fn zero_range(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Closes the file now. A glommio file that is only dropped is closed later by its executor's
+    /// reactor, and never if that executor is stopping.
+    async fn close(self) -> io::Result<()>;
 }
 
 /// The real thing: buffered files through glommio's io_uring reactor.
@@ -116,5 +119,9 @@ impl WalFile for BufferedFile {
         self.deallocate(offset, len).await?;
         self.pre_allocate(offset + len, true).await?;
         Ok(())
+    }
+
+    async fn close(self) -> io::Result<()> {
+        Ok(BufferedFile::close(self).await?)
     }
 }

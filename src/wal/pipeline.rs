@@ -51,6 +51,8 @@ struct State<W> {
     commit: GroupCommit<W>,
     failed: bool,
     closing: bool,
+    /// Stop without writing what is staged (`Wal::halt`).
+    halting: bool,
 }
 
 struct Inner<W> {
@@ -119,6 +121,7 @@ impl<W: 'static> Wal<W> {
                 commit: GroupCommit::new(mode, recovered_position),
                 failed: false,
                 closing: false,
+                halting: false,
             }),
             sink,
             kick_writer,
@@ -188,11 +191,20 @@ impl<W: 'static> Wal<W> {
         self.inner.state.borrow().commit.synced()
     }
 
-    /// Writes what is staged, fdatasyncs, acknowledges everything, and stops the tasks.
+    /// Writes what is staged, fdatasyncs, acknowledges everything, closes the segment file, and stops
+    /// the writer.
     pub async fn close(&self) -> Result<(), WalError> {
         self.inner.state.borrow_mut().closing = true;
         self.flush();
         self.done.recv().await.unwrap_or(Ok(()))
+    }
+
+    /// Stops the writer without writing what is staged (a halt: what a crash here would leave), once
+    /// the write in progress, if any, is done; closes the segment file.
+    pub async fn halt(&self) {
+        self.inner.state.borrow_mut().halting = true;
+        self.flush();
+        let _ = self.done.recv().await;
     }
 }
 
@@ -207,7 +219,7 @@ async fn writer_task<W, S: WalStorage>(
         loop {
             let staged = {
                 let mut state = inner.state.borrow_mut();
-                if state.failed {
+                if state.failed || state.halting {
                     break;
                 }
                 std::mem::take(&mut state.staged)
@@ -226,8 +238,17 @@ async fn writer_task<W, S: WalStorage>(
             let _ = inner.kick_syncer.try_send(());
             let _ = inner.space_tx.try_send(());
         }
-        if inner.state.borrow().closing {
-            let _ = done.send(close(&inner, &wal).await).await;
+        let (closing, halting) = {
+            let state = inner.state.borrow();
+            (state.closing, state.halting)
+        };
+        if closing || halting {
+            let result = if closing { close(&inner, &wal).await } else { Ok(()) };
+            // After the last sync: a failure to close loses nothing, so it is reported but not returned.
+            if let Err(e) = wal.close_file().await {
+                tracing::warn!(error = %e, "closing the WAL segment failed");
+            }
+            let _ = done.send(result).await;
             return;
         }
     }

@@ -89,6 +89,27 @@ impl<S: WalStorage> WalWriter<S> {
         }
     }
 
+    /// Closes the segment being written, once an fdatasync in flight on it (the syncer's) is done; no
+    /// write may follow. The shard calls this before its executor stops: a file only dropped then would
+    /// never be closed, and a process that opens stores again and again would run out of descriptors.
+    pub async fn close_file(&mut self) -> Result<(), WalError> {
+        // The syncer finds no file from now on; the clone it may hold for an fdatasync is given back
+        // when that completes.
+        self.shared_file.borrow_mut().take();
+        let Some(Current { file, path, .. }) = self.current.take() else { return Ok(()) };
+        let mut file = file;
+        let file = loop {
+            match Rc::try_unwrap(file) {
+                Ok(file) => break file,
+                Err(shared) => {
+                    file = shared;
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        };
+        file.close().await.map_err(WalError::io("close segment", &path))
+    }
+
     async fn roll(&mut self, first_position: u64, frames_len_bytes: u64) -> Result<(), WalError> {
         // Records of the old segment must be durable before any record of the new one can be: recovery
         // reads segments in order, and an acknowledged record must never sit behind a lost one.
