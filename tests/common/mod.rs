@@ -34,19 +34,25 @@ pub fn wait_until(what: &str, done: impl Fn() -> bool) {
 }
 
 /// Keeps a shard's executor busy (a task that sleeps without yielding) until the returned flag is set:
-/// what is sent to the shard meanwhile waits in its inbox.
+/// what is sent to the shard meanwhile waits in its inbox. Returns once the task runs: the spawn is a
+/// message in the inbox too, and a shard that took it could still take the next message before the task
+/// starts (seen in CI: a batch part meant to wait was taken).
 pub fn occupy_shard(store: &Store, shard: usize) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    use std::sync::atomic::Ordering;
-    let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let release = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(AtomicBool::new(false));
     block_on(store.spawn_on(shard, {
-        let release = release.clone();
+        let (release, running) = (release.clone(), running.clone());
         move |_| async move {
+            running.store(true, Ordering::Relaxed);
             while !release.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }))
     .expect("spawn on the shard");
+    wait_until("the task occupying the shard runs", || running.load(Ordering::Relaxed));
     release
 }
 
