@@ -11,7 +11,8 @@ use crate::wal::fault::FaultPlan;
 use crate::wal::{FsyncMode, MidLogCorruption};
 
 pub const DEFAULT_FSYNC_INTERVAL_MS: u32 = 100;
-/// See `StoreConfig::spin_before_park_us`; chosen in `docs/WAL-IO.md`.
+/// See `StoreConfig::spin_before_park_us`; chosen in `docs/WAL-IO.md`. At `FSYNC_INTERVAL=0` the default
+/// is no spinning (`StoreConfig::spin_before_park_us_or_default`).
 pub const DEFAULT_SPIN_BEFORE_PARK_US: u32 = 100;
 pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 << 20;
 
@@ -52,8 +53,9 @@ pub struct StoreConfig {
     pub max_pending_bytes: usize,
     /// How long an idle shard executor keeps polling before it sleeps, µs (0: sleep at once). A sleeping
     /// executor is woken through an eventfd and pays a membarrier on the way to sleep: tens of µs per
-    /// append for a caller that waits on each one. Spinning costs CPU only after activity.
-    pub spin_before_park_us: u32,
+    /// append for a caller that waits on each one. Spinning costs CPU only after activity. `None`: the
+    /// default for the fsync mode (see [`StoreConfig::spin_before_park_us_or_default`]).
+    pub spin_before_park_us: Option<u32>,
     /// Tests only: put a fault-injecting layer under the WAL.
     #[cfg(feature = "fault-injection")]
     pub fault_plan: Option<Arc<FaultPlan>>,
@@ -74,7 +76,7 @@ impl StoreConfig {
             checkpoint_damage: CheckpointDamage::Refuse,
             queue_capacity: 4096,
             max_pending_bytes: 32 << 20,
-            spin_before_park_us: DEFAULT_SPIN_BEFORE_PARK_US,
+            spin_before_park_us: None,
             #[cfg(feature = "fault-injection")]
             fault_plan: None,
         }
@@ -92,8 +94,20 @@ impl StoreConfig {
     }
 
     pub fn spin_before_park_us(mut self, spin_us: u32) -> StoreConfig {
-        self.spin_before_park_us = spin_us;
+        self.spin_before_park_us = Some(spin_us);
         self
+    }
+
+    /// The spin set, or the default: [`DEFAULT_SPIN_BEFORE_PARK_US`], but none at `FSYNC_INTERVAL=0`.
+    /// There every append waits for an fdatasync (~100 µs) anyway, and a spinning executor keeps the
+    /// threads pinned to its core (the fdatasync's, a caller's) from running until it parks: measured
+    /// in `docs/WAL-IO.md`, spinning made durable appends slower at 1, 16 and 1,024 appenders.
+    pub fn spin_before_park_us_or_default(&self) -> u32 {
+        match (self.spin_before_park_us, self.fsync) {
+            (Some(spin_us), _) => spin_us,
+            (None, FsyncMode::Always) => 0,
+            (None, _) => DEFAULT_SPIN_BEFORE_PARK_US,
+        }
     }
 
     pub fn segment_size_bytes(mut self, size_bytes: u64) -> StoreConfig {

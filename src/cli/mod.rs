@@ -51,9 +51,10 @@ struct StoreArgs {
     /// WAL segment size in MiB.
     #[arg(long, global = true, default_value_t = 64)]
     segment_size_mib: u64,
-    /// How long an idle shard keeps polling before it sleeps, in µs (0: sleep at once).
-    #[arg(long, global = true, env = "TIDELOG_SPIN_BEFORE_PARK_US", default_value_t = tidelog::config::DEFAULT_SPIN_BEFORE_PARK_US)]
-    spin_before_park_us: u32,
+    /// How long an idle shard keeps polling before it sleeps, in µs (0: sleep at once). Default: 100, and
+    /// 0 at FSYNC_INTERVAL=0.
+    #[arg(long, global = true, env = "TIDELOG_SPIN_BEFORE_PARK_US")]
+    spin_before_park_us: Option<u32>,
     /// Largest accepted payload (and metadata) in bytes.
     #[arg(long, global = true, default_value_t = 1 << 20)]
     max_payload_bytes: usize,
@@ -86,8 +87,8 @@ impl StoreArgs {
         let mut config = StoreConfig::new(&self.data_dir)
             .shards(self.shards.unwrap_or(0))
             .fsync_interval_ms(self.fsync_interval_ms)
-            .segment_size_bytes(self.segment_size_mib << 20)
-            .spin_before_park_us(self.spin_before_park_us);
+            .segment_size_bytes(self.segment_size_mib << 20);
+        config.spin_before_park_us = self.spin_before_park_us;
         config.limits.max_payload_bytes = self.max_payload_bytes;
         if self.strict_recovery {
             config = config.mid_log_corruption(MidLogCorruption::Fail);

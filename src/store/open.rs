@@ -34,6 +34,7 @@ impl Store {
             .filter(|ids: &Vec<usize>| !ids.is_empty())
             .unwrap_or_else(|| vec![0]);
         let meta = meta::load_or_create(dir, config.shards, cores.len())?;
+        let online = glommio::CpuSet::online().ok();
 
         let mut shards = Vec::with_capacity(meta.shards);
         let mut executors = Vec::with_capacity(meta.shards);
@@ -67,11 +68,14 @@ impl Store {
             let opening = Opening { scanned, decisions, recovered: recovered_tx };
             #[cfg(feature = "fault-injection")]
             let fault_plan = config.fault_plan.clone();
-            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cores[k % cores.len()]))
+            let core = cores[k % cores.len()];
+            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
                 .name(&format!("tidelog-shard-{k}"))
-                .preempt_timer(crate::shard::PREEMPT_TIMER);
-            if config.spin_before_park_us > 0 {
-                builder = builder.spin_before_park(std::time::Duration::from_micros(config.spin_before_park_us.into()));
+                .preempt_timer(crate::shard::PREEMPT_TIMER)
+                .blocking_thread_pool_placement(blocking_threads_on(online.as_ref(), core));
+            let spin_us = config.spin_before_park_us_or_default();
+            if spin_us > 0 {
+                builder = builder.spin_before_park(std::time::Duration::from_micros(spin_us.into()));
             }
             let spawned = builder
                 .spawn(move || async move {
@@ -205,5 +209,18 @@ impl Store {
             std::thread::yield_now();
         }
         first
+    }
+}
+
+/// Blocking threads per shard executor (see [`blocking_threads_on`]).
+const BLOCKING_THREADS_PER_SHARD: usize = 2;
+
+/// Two blocking threads on the shard's core: the WAL's fdatasync runs on one, so it never queues behind a
+/// checkpoint's file writes on the other (a shard writes one checkpoint at a time, and its WAL has one
+/// fdatasync in flight). Unbound if the core is not among the CPUs glommio sees.
+fn blocking_threads_on(online: Option<&glommio::CpuSet>, core: usize) -> glommio::PoolPlacement {
+    match online.map(|cpus| cpus.clone().filter(|l| l.cpu == core)) {
+        Some(set) if !set.is_empty() => glommio::PoolPlacement::Fenced(BLOCKING_THREADS_PER_SHARD, set),
+        _ => glommio::PoolPlacement::Unbound(BLOCKING_THREADS_PER_SHARD),
     }
 }
