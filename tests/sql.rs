@@ -278,6 +278,54 @@ fn results_match_the_reference_across_checkpoint_and_restart() {
     store.close().unwrap();
 }
 
+/// Plans are cached by query text: a query asked again reads the data of its own moment, of its own
+/// store and tenant, also through a subquery; a query that reads the clock is planned every time.
+#[test]
+fn a_repeated_query_reads_its_own_store_tenant_and_moment() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(dir_a.path()), open(dir_b.path()));
+    let (mut versions_a, mut versions_b) = (BTreeMap::new(), BTreeMap::new());
+    let mut rows_a = append(&a, 0, 30, &mut versions_a);
+    let rows_b = append(&b, 0, 70, &mut versions_b);
+    // Tenant `other` has one event more than `acme` in store a.
+    block_on(a.append(NewEvent::new("x", "job.done", &json!({})).with_tenant("other"))).unwrap();
+    // Events of entities that have a `job.done` event.
+    let nested_reference = |rows: &[Row]| {
+        let done: std::collections::BTreeSet<&str> = rows.iter().filter(|r| r.event_type == "job.done").map(|r| r.entity.as_str()).collect();
+        rows.iter().filter(|r| done.contains(r.entity.as_str())).count() as u64
+    };
+    let total = "SELECT count(*) FROM events";
+    let nested = "SELECT count(*) FROM events WHERE entity_id IN (SELECT entity_id FROM events WHERE event_type = 'job.done')";
+    let other = |store: &Store, sql: &str| {
+        let (schema, batches) = run(store, "other", sql, SqlLimits::default()).unwrap();
+        output::answer_json(&schema, &batches).unwrap()["rows"][0][0].as_u64().unwrap()
+    };
+    for round in 0..3u64 {
+        let n = rows_a.len() as u64;
+        assert_eq!(count(&a, total), n, "round {round}: store a");
+        assert_eq!(count(&b, total), 70, "round {round}: store b");
+        assert_eq!(other(&a, total), n + 1, "round {round}: tenant other of store a");
+        assert_eq!(count(&a, nested), nested_reference(&rows_a), "round {round}: subquery on store a");
+        assert_eq!(count(&b, nested), nested_reference(&rows_b), "round {round}: subquery on store b");
+        // A table function is a scan of its own table, beside the events.
+        assert_eq!(count(&a, "SELECT count(*) FROM events, generate_series(1, 3)"), 3 * n, "round {round}: with a table function");
+        assert_eq!(count(&a, "SELECT count(*) FROM generate_series(1, 5)"), 5, "round {round}: a table function alone");
+        rows_a.extend(append(&a, n, 10, &mut versions_a));
+    }
+    // `now()` is folded when a query is planned: a cached plan would answer with the first query's time.
+    let now_us = |store: &Store| {
+        let (_, batches) = run(store, "acme", "SELECT CAST(now() AS BIGINT) / 1000 AS now_us", SqlLimits::default()).unwrap();
+        batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0)
+    };
+    let first = now_us(&a);
+    std::thread::sleep(Duration::from_millis(20));
+    let second = now_us(&a);
+    assert!(second - first >= 20_000, "now() moved {} us in 20 ms", second - first);
+    a.close().unwrap();
+    b.close().unwrap();
+}
+
 /// Scans that read the indexes instead of the events (counts by type, by time bucket, by entity) agree
 /// with the reference also when an event comes with an earlier timestamp than its type's last, so the
 /// type's time index cannot answer alone, and when counts must match what the event scan gives.

@@ -4,7 +4,8 @@
 //! Queries run on the side tokio runtime (`crate::side_runtime`), never on a shard: the HTTP handler
 //! spawns them there and awaits the handle. Files, one job each: `table` (the table provider), `scan`
 //! (a shard's partition and its Arrow batches), `filter` (pushed-down predicates), `session` (the
-//! per-query session, its limits and the read-only check), `output` (JSON, NDJSON, Arrow IPC); two physical
+//! per-query session, its limits and the read-only check), `plan_cache` (optimized plans of recent queries),
+//! `output` (JSON, NDJSON, Arrow IPC); two physical
 //! rules: `counts` (counts per type or entity from the indexes) and `entity_order` (scans in entity order
 //! instead of sorts by entity); `date_trunc` (DataFusion's, by arithmetic for UTC timestamps).
 
@@ -14,6 +15,7 @@ mod entity_order;
 mod error;
 mod filter;
 pub mod output;
+mod plan_cache;
 mod scan;
 mod session;
 mod table;
@@ -76,10 +78,21 @@ pub async fn start(store: &Store, tenant_id: &str, sql: &str, limits: &SqlLimits
     let planned = async {
         let turn = RUNNING.acquire().await.map_err(|e| SqlError::Internal(e.to_string()))?;
         let ctx = session::context(store, tenant_id, limits)?;
-        let plan = session::plan(&ctx, sql, limits).await?;
         let df = |e| SqlError::from_datafusion(e, limits);
-        let frame = ctx.execute_logical_plan(plan).await.map_err(df)?;
-        let stream = frame.execute_stream().await.map_err(df)?;
+        let state = ctx.state();
+        let table = ctx.table_provider("events").await.map_err(df)?;
+        let partitions = state.config().target_partitions();
+        let optimized = match plan_cache::get(partitions, tenant_id, sql, &table).map_err(df)? {
+            Some(cached) => cached,
+            None => {
+                let plan = session::plan(&ctx, sql, limits).await?;
+                let optimized = state.optimize(&plan).map_err(df)?;
+                plan_cache::put(partitions, tenant_id, sql, &plan, &optimized).map_err(df)?;
+                optimized
+            }
+        };
+        let physical = state.query_planner().create_physical_plan(&optimized, &state).await.map_err(df)?;
+        let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).map_err(df)?;
         let answer = MemoryConsumer::new("answer").register(&ctx.runtime_env().memory_pool);
         Ok(SqlStream { stream, deadline, limits: *limits, answer, _turn: turn })
     };
