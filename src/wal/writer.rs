@@ -96,8 +96,7 @@ impl<S: WalStorage> WalWriter<S> {
         // The syncer finds no file from now on; the clone it may hold for an fdatasync is given back
         // when that completes.
         self.shared_file.borrow_mut().take();
-        let Some(Current { file, path, .. }) = self.current.take() else { return Ok(()) };
-        let mut file = file;
+        let Some(Current { mut file, path, .. }) = self.current.take() else { return Ok(()) };
         let file = loop {
             match Rc::try_unwrap(file) {
                 Ok(file) => break file,
