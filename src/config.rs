@@ -56,6 +56,9 @@ pub struct StoreConfig {
     /// append for a caller that waits on each one. Spinning costs CPU only after activity. `None`: the
     /// default for the fsync mode (see [`StoreConfig::spin_before_park_us_or_default`]).
     pub spin_before_park_us: Option<u32>,
+    /// Ship the history to an object store (`--object-store`), see `crate::ship`.
+    #[cfg(feature = "object-store")]
+    pub object_store: Option<crate::ship::ObjectStoreConfig>,
     /// Tests only: put a fault-injecting layer under the WAL.
     #[cfg(feature = "fault-injection")]
     pub fault_plan: Option<Arc<FaultPlan>>,
@@ -77,6 +80,8 @@ impl StoreConfig {
             queue_capacity: 4096,
             max_pending_bytes: 32 << 20,
             spin_before_park_us: None,
+            #[cfg(feature = "object-store")]
+            object_store: None,
             #[cfg(feature = "fault-injection")]
             fault_plan: None,
         }

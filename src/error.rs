@@ -42,6 +42,9 @@ pub enum Error {
     Wal(#[from] WalError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Shipping to or restoring from an object store (`ship::ShipError`, as text).
+    #[error("object store: {0}")]
+    ObjectStore(String),
     #[error("data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
     #[error("{context}: {source}")]

@@ -32,6 +32,8 @@ pub mod query;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod shard;
+#[cfg(feature = "object-store")]
+pub mod ship;
 pub mod store;
 #[cfg(feature = "side-runtime")]
 pub mod side_runtime;

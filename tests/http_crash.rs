@@ -43,6 +43,7 @@ fn sigkill_under_http_load_loses_no_acknowledged_event() {
                                 entity,
                                 version: ack["version"].as_u64().unwrap(),
                                 payload: Some(payload),
+                                seen_us: tidelog::time::now_us(),
                             });
                         }
                     }

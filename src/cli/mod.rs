@@ -17,6 +17,8 @@ mod events;
 mod export;
 mod inspect;
 mod load;
+#[cfg(feature = "object-store")]
+mod restore;
 mod serve;
 #[cfg(feature = "sql")]
 mod sql;
@@ -74,6 +76,16 @@ struct StoreArgs {
     /// open without its events.
     #[arg(long, global = true, value_enum, default_value_t = DamageArg::Refuse)]
     checkpoint_damage: DamageArg,
+    /// Ship the history to an object store: s3://BUCKET/PREFIX (credentials, region and endpoint from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP) or
+    /// file:///DIR. Rebuild a node from it with `tidelog restore`.
+    #[cfg(feature = "object-store")]
+    #[arg(long, global = true, env = "TIDELOG_OBJECT_STORE")]
+    object_store: Option<String>,
+    /// How often the WAL is shipped to the object store, ms: what a lost machine can lose at most.
+    #[cfg(feature = "object-store")]
+    #[arg(long, global = true, env = "TIDELOG_SHIP_INTERVAL_MS", default_value_t = tidelog::ship::DEFAULT_SHIP_INTERVAL_MS)]
+    ship_interval_ms: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -84,6 +96,29 @@ enum DamageArg {
 
 impl StoreArgs {
     fn open(&self) -> Result<Store, tidelog::Error> {
+        let mut config = self.config();
+        #[cfg(feature = "object-store")]
+        {
+            config.object_store = self
+                .object_store
+                .clone()
+                .map(|url| tidelog::ship::ObjectStoreConfig { url, ship_interval_ms: self.ship_interval_ms.max(1) });
+        }
+        let store = Store::open(config)?;
+        for report in store.recovery_reports() {
+            let damage = report.records_skipped > 0
+                || report.bytes_truncated > 0
+                || report.corrupt_bytes_skipped > 0
+                || report.batch_parts_dropped > 0;
+            if damage || !report.checkpoints.set_aside.is_empty() || report.checkpoints.events_lost > 0 {
+                eprintln!("recovery: {report}");
+            }
+        }
+        Ok(store)
+    }
+
+    /// The store's configuration from the flags, without an object store.
+    fn config(&self) -> StoreConfig {
         let mut config = StoreConfig::new(&self.data_dir)
             .shards(self.shards.unwrap_or(0))
             .fsync_interval_ms(self.fsync_interval_ms)
@@ -101,17 +136,7 @@ impl StoreArgs {
             DamageArg::Refuse => CheckpointDamage::Refuse,
             DamageArg::SetAside => CheckpointDamage::SetAside,
         });
-        let store = Store::open(config)?;
-        for report in store.recovery_reports() {
-            let damage = report.records_skipped > 0
-                || report.bytes_truncated > 0
-                || report.corrupt_bytes_skipped > 0
-                || report.batch_parts_dropped > 0;
-            if damage || !report.checkpoints.set_aside.is_empty() || report.checkpoints.events_lost > 0 {
-                eprintln!("recovery: {report}");
-            }
-        }
-        Ok(store)
+        config
     }
 }
 
@@ -171,6 +196,10 @@ enum Command {
     Export(export::ExportArgs),
     /// Generate load: concurrent appenders, then print throughput and latency.
     Load(load::LoadArgs),
+    /// Rebuild a data directory (--data-dir, empty or absent) from an object store the store shipped to:
+    /// checkpoints and the shipped WAL. Prints what it recovered, up to when.
+    #[cfg(feature = "object-store")]
+    Restore(restore::RestoreArgs),
 }
 
 impl Cli {
@@ -186,6 +215,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Bench(args) => return bench::run(args),
         // Read-only: no lock, no recovery (which would truncate torn tails).
         Command::Inspect(args) => return inspect::inspect(args.dir.as_ref().unwrap_or(&cli.store.data_dir)),
+        // Writes a new directory first, then opens it (without shipping).
+        #[cfg(feature = "object-store")]
+        Command::Restore(args) => return restore::restore(&cli.store.config(), args),
         _ => {}
     }
     let store = cli.store.open().map_err(|e| e.to_string())?;
@@ -202,6 +234,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::State(args) => events::state(&store, args),
         Command::Recover => inspect::recover(&store),
         Command::Inspect(_) | Command::Bench(_) => unreachable!("handled before opening the store"),
+        #[cfg(feature = "object-store")]
+        Command::Restore(_) => unreachable!("handled before opening the store"),
         Command::Export(args) => export::export(&store, args),
         Command::Load(args) => load::load(&store, args),
     };

@@ -105,7 +105,7 @@ impl From<Error> for ApiError {
             }
             Error::Query(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message),
             // The store's own faults, not the request's.
-            Error::Wal(_) | Error::Checkpoint(_) | Error::DataDir { .. } | Error::Io { .. } => {
+            Error::Wal(_) | Error::Checkpoint(_) | Error::DataDir { .. } | Error::Io { .. } | Error::ObjectStore(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
         }

@@ -238,7 +238,14 @@ fn health(store: &Store) -> Response<Body> {
         .collect();
     let healthy = shards.iter().all(|s| s["healthy"] == json!(true));
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    json_response(status, &json!({"status": if healthy { "healthy" } else { "degraded" }, "shards": shards}))
+    let mut body = json!({"status": if healthy { "healthy" } else { "degraded" }, "shards": shards});
+    // Shipping behind or failing does not stop appends (they stay on the local disk): reported, not
+    // counted against health.
+    #[cfg(feature = "object-store")]
+    if let Some(ship) = store.ship_status() {
+        body["object_store"] = json!(ship);
+    }
+    json_response(status, &body)
 }
 
 pub(super) fn content_type(request: &Request<Incoming>) -> String {

@@ -912,6 +912,11 @@ async fn checkpoint_task(core: Rc<RefCell<Core>>, checkpointer: Rc<Checkpointer>
         };
         if checkpointer.due(synced) {
             checkpointer.run(synced).await;
+        } else if checkpointer.trim_due() {
+            // The object store caught up with a checkpoint written earlier.
+            if let Err(e) = checkpointer.trim_wal().await {
+                tracing::error!(shard = core.borrow().shard(), "deleting covered WAL segments failed: {e}");
+            }
         }
     }
 }

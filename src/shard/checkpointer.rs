@@ -44,6 +44,8 @@ pub(crate) struct Checkpointer {
     /// position order: the checkpoint that takes one records its batch id, so that this shard can still
     /// vouch for the part at a later recovery once its WAL segment is gone.
     parts: RefCell<Vec<(u64, u64, u128)>>,
+    /// The covered position the WAL was last trimmed to.
+    trimmed_to: Cell<u64>,
 }
 
 impl Checkpointer {
@@ -59,6 +61,7 @@ impl Checkpointer {
             last_done: Cell::new(Instant::now()),
             retry_at: Cell::new(None),
             parts: RefCell::new(Vec::new()),
+            trimmed_to: Cell::new(0),
         }
     }
 
@@ -72,6 +75,17 @@ impl Checkpointer {
 
     pub fn covered_position(&self) -> u64 {
         self.manifest.borrow().covered_position()
+    }
+
+    /// What a WAL segment may be deleted for: the checkpoints' covered position, and with an object
+    /// store, only as far as the shipped checkpoints cover too.
+    fn trimmable_position(&self) -> u64 {
+        self.covered_position().min(self.shared.remote_cover())
+    }
+
+    /// Whether the shipped checkpoints caught up since the WAL was last trimmed.
+    pub fn trim_due(&self) -> bool {
+        self.trimmable_position() > self.trimmed_to.get()
     }
 
     /// Whether a checkpoint is due with the WAL synced up to `synced_position`.
@@ -174,7 +188,7 @@ impl Checkpointer {
     /// Deletes the WAL segments whose every record is covered by the manifest in force. The newest
     /// segment is never touched: the writer appends to it.
     pub async fn trim_wal(&self) -> Result<(), CheckpointError> {
-        let (wal_dir, covered) = (self.wal_dir.clone(), self.covered_position());
+        let (wal_dir, covered) = (self.wal_dir.clone(), self.trimmable_position());
         let removed = blocking(move || -> Result<u32, CheckpointError> {
             let segments = list_segments(&wal_dir).map_err(CheckpointError::io("list", &wal_dir))?;
             let mut removed = 0;
@@ -191,6 +205,7 @@ impl Checkpointer {
             Ok(removed)
         })
         .await?;
+        self.trimmed_to.set(covered);
         if removed > 0 {
             self.shared.stats.counters.wal_segments_deleted.fetch_add(removed as u64, Ordering::Relaxed);
             tracing::debug!(shard = self.shared.index, removed, covered, "WAL segments covered by checkpoints deleted");

@@ -57,6 +57,9 @@ pub struct ShardShared {
     /// Shared by all shards of a store.
     published: std::sync::Arc<event_listener::Event>,
     failure: OnceLock<String>,
+    /// The position the checkpoints in the object store cover; `u64::MAX` when the store ships nowhere
+    /// (the local checkpoints are enough). A WAL segment is deleted only once this covers it.
+    remote_cover: AtomicU64,
     failed_for_space: std::sync::atomic::AtomicBool,
     pub stats: ShardStats,
     /// The store's watch over this shard's executor (`wake_watch.rs`).
@@ -120,6 +123,7 @@ impl ShardShared {
             by_type: DashMap::default(),
             visible_position: AtomicU64::new(0),
             failure: OnceLock::new(),
+            remote_cover: AtomicU64::new(u64::MAX),
             failed_for_space: Default::default(),
             stats: ShardStats::default(),
             wake: Default::default(),
@@ -203,6 +207,22 @@ impl ShardShared {
         let start = entry.positions.partition_point(|&p| p <= after);
         let end = entry.positions.partition_point(|&p| p <= visible).max(start);
         entry.positions[start..end.min(start.saturating_add(max))].to_vec()
+    }
+
+    /// The store ships to an object store: from now on WAL segments wait for shipped checkpoints. Set
+    /// before the shard starts.
+    pub(crate) fn require_remote_cover(&self) {
+        self.remote_cover.store(0, Ordering::Release);
+    }
+
+    /// The shipped checkpoints now cover `position` (never goes back).
+    pub(crate) fn set_remote_cover(&self, position: u64) {
+        self.remote_cover.fetch_max(position, Ordering::AcqRel);
+    }
+
+    /// See `remote_cover` (the field).
+    pub fn remote_cover(&self) -> u64 {
+        self.remote_cover.load(Ordering::Acquire)
     }
 
     /// Why the shard stopped accepting writes, if it did.

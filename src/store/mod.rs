@@ -69,6 +69,9 @@ struct Inner {
     epochs: Epochs,
     /// Held until the shards have stopped; released by close, so the directory can be reopened.
     lock: Mutex<Option<DirLock>>,
+    /// Ships the directory to the object store, if one is configured.
+    #[cfg(feature = "object-store")]
+    shipper: Mutex<Option<crate::ship::ShipHandle>>,
 }
 
 /// An open store. Cheap to clone; every clone is the same store.
@@ -78,6 +81,12 @@ pub struct Store {
 }
 
 impl Store {
+    /// How far the object store is behind, and its last error; `None` without one.
+    #[cfg(feature = "object-store")]
+    pub fn ship_status(&self) -> Option<crate::ship::ShipStatusSnapshot> {
+        self.inner.shipper.lock().unwrap().as_ref().map(|s| s.status())
+    }
+
     /// The epochs of the data directory, this open's last: a stream cursor names one, so positions a
     /// power loss gave back never make a resumed stream skip events (`docs/CURSORS.md`).
     pub fn epochs(&self) -> &Epochs {

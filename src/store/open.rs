@@ -49,6 +49,10 @@ impl Store {
             let (control, control_rx) = flume::unbounded();
             let checkpoint_dir = checkpoint_dirs[k].clone();
             let shared = Arc::new(ShardShared::with_indexes(k as u32, published.clone(), ids.clone(), clock.clone()));
+            #[cfg(feature = "object-store")]
+            if config.object_store.is_some() {
+                shared.require_remote_cover();
+            }
             let ctx = ShardContext {
                 shared: shared.clone(),
                 wal_dir: crate::layout::wal_dir(dir, k),
@@ -138,6 +142,21 @@ impl Store {
             }
             Some(_) => Epochs::none(meta.shards),
         };
+        // The shipper starts once the directory is recovered (and its new epoch written).
+        #[cfg(feature = "object-store")]
+        let shipper = match (&config.object_store, &failure) {
+            (Some(object_store), None) => {
+                let shards = shards.iter().map(|s| s.shared.clone()).collect();
+                match crate::ship::ShipHandle::start(object_store, config.data_dir.clone(), shards) {
+                    Ok(handle) => Some(handle),
+                    Err(e) => {
+                        failure = Some(e.into());
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 epochs,
@@ -156,6 +175,8 @@ impl Store {
                 txn_epoch: crate::time::now_us().max(0) as u64,
                 clock,
                 lock: Mutex::new(Some(lock)),
+                #[cfg(feature = "object-store")]
+                shipper: Mutex::new(shipper),
             }),
         };
         match failure {
@@ -181,6 +202,11 @@ impl Store {
                 result = result.and(Err(e.into()));
             }
         }
+        // The shards are closed, everything they wrote is in the files: the shipper's last round ships it.
+        #[cfg(feature = "object-store")]
+        if let Some(shipper) = self.inner.shipper.lock().unwrap().as_mut() {
+            shipper.finish();
+        }
         self.join_executors();
         result
     }
@@ -189,6 +215,10 @@ impl Store {
     #[doc(hidden)]
     pub fn halt(&self) {
         self.stop_sending();
+        #[cfg(feature = "object-store")]
+        if let Some(shipper) = self.inner.shipper.lock().unwrap().as_mut() {
+            shipper.abort();
+        }
         control_every_shard(&self.inner.shards, |_: oneshot::Sender<()>| ShardMsg::Halt);
         self.join_executors();
     }

@@ -32,6 +32,8 @@ pub struct Ack {
     pub version: u64,
     /// The payload sent, when the acknowledging side knows it (`load` does not print it).
     pub payload: Option<serde_json::Value>,
+    /// When the test saw the acknowledgement (µs since the Unix epoch): it was acknowledged before.
+    pub seen_us: i64,
 }
 
 /// Parses `ack <id> <tenant> <entity> <version>`. A line cut short by a kill has no trailing fields and
@@ -39,7 +41,7 @@ pub struct Ack {
 pub fn parse_ack(line: &str) -> Option<Ack> {
     let parts: Vec<&str> = line.split(' ').collect();
     let ["ack", id, tenant, entity, version] = parts[..] else { return None };
-    Some(Ack { id: id.parse().ok()?, tenant: tenant.into(), entity: entity.into(), version: version.parse().ok()?, payload: None })
+    Some(Ack { id: id.parse().ok()?, tenant: tenant.into(), entity: entity.into(), version: version.parse().ok()?, payload: None, seen_us: tidelog::time::now_us() })
 }
 
 /// `tidelog --data-dir DIR --shards 2 --segment-size-mib 1`: small segments, so runs cross segment

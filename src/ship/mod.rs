@@ -1,0 +1,75 @@
+//! Object storage: the data directory's history shipped to `s3://BUCKET/PREFIX` (or `file:///DIR`), and
+//! rebuilt from there (`tidelog restore`). See docs/OBJECT-STORE.md and docs/FORMAT.md ("Object store").
+//!
+//! The shipper runs beside the shards on the side runtime and only reads the files they write; the
+//! shards wait for nothing it does, except that a shard keeps a WAL segment until the shipped
+//! checkpoints cover it.
+
+mod error;
+pub mod remote;
+pub mod restore;
+mod scan;
+mod shipper;
+mod status;
+
+use std::sync::Arc;
+
+pub use error::ShipError;
+pub use remote::Remote;
+pub use restore::{download, RestoreReport};
+pub use status::{ShipStatus, ShipStatusSnapshot};
+
+/// Where to ship and how often (`--object-store`, `--ship-interval-ms`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectStoreConfig {
+    pub url: String,
+    /// The most an acknowledged append waits before a round ships it (the recovery point objective).
+    pub ship_interval_ms: u32,
+}
+
+pub const DEFAULT_SHIP_INTERVAL_MS: u32 = 1000;
+
+/// The running shipper of a store.
+pub struct ShipHandle {
+    status: Arc<ShipStatus>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ShipHandle {
+    /// Starts shipping `data_dir` on the side runtime.
+    pub(crate) fn start(
+        config: &ObjectStoreConfig,
+        data_dir: std::path::PathBuf,
+        shards: Vec<Arc<crate::shard::ShardShared>>,
+    ) -> Result<ShipHandle, ShipError> {
+        let remote = Remote::open(&config.url)?;
+        let status = Arc::new(ShipStatus::new(&config.url, config.ship_interval_ms));
+        let shipper = shipper::Shipper::new(remote, data_dir, shards, status.clone(), config.ship_interval_ms);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = crate::side_runtime::side_runtime().spawn(shipper.run(stopped));
+        Ok(ShipHandle { status, stop: Some(stop), task: Some(task) })
+    }
+
+    pub fn status(&self) -> ShipStatusSnapshot {
+        self.status.snapshot()
+    }
+
+    /// Ships once more (the shards are closed: everything is in the files), then stops. Blocks.
+    pub(crate) fn finish(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = futures_lite::future::block_on(task);
+        }
+    }
+
+    /// Stops at once, without a last round (what a crash leaves).
+    pub(crate) fn abort(&mut self) {
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The shipper: every `ship_interval_ms` it copies what the data directory holds that the object store
+//! does not yet (sealed WAL segments, the open segment's new whole records, checkpoints and their
+//! manifest, `tidelog.json`, `EPOCHS`), then deletes there what the shipped checkpoints make redundant.
+//!
+//! It runs on the side runtime (`side_runtime.rs`), never on a shard: it only reads the files the shards
+//! write. A shard learns one thing from it, the position the shipped checkpoints cover, and deletes a
+//! local WAL segment only once that covers it (`ShardShared::remote_cover`). A round that fails is
+//! retried with back-off; nothing local is deleted on its account, and appends never wait for it.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, PutPayload};
+
+use super::error::ShipError;
+use super::remote::{self, parse_wal_name, Remote, WalObject};
+use super::scan::{whole_records_end, written_len};
+use super::status::ShipStatus;
+use crate::checkpoint::Manifest;
+use crate::shard::ShardShared;
+use crate::wal::record::{decode_frame, BadFrame, Frame};
+use crate::wal::segment::{list_segments, SEGMENT_HEADER_BYTES};
+
+/// How much of the open segment one read takes.
+const READ_STEP_BYTES: usize = 8 << 20;
+/// Parts of one open segment before they are merged into one (a long-lived, slowly written segment
+/// would otherwise leave thousands of small objects for a restore to fetch).
+const MAX_PARTS: usize = 64;
+/// Longest wait between failed rounds.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long closing the store waits for the last round.
+pub const FINAL_ROUND_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Shipper {
+    remote: Remote,
+    data_dir: PathBuf,
+    shards: Vec<ShardShip>,
+    status: Arc<ShipStatus>,
+    ship_interval_ms: u32,
+    /// The object store's listing was read and its `tidelog.json` matches this directory's.
+    ready: bool,
+    epochs_shipped: Option<Vec<u8>>,
+}
+
+/// What one shard has in the object store (as far as this process knows).
+struct ShardShip {
+    shared: Arc<ShardShared>,
+    wal_dir: PathBuf,
+    checkpoint_dir: PathBuf,
+    /// Segments shipped whole.
+    sealed: BTreeSet<u64>,
+    /// Parts shipped, by segment: their offsets.
+    parts: BTreeMap<u64, Vec<u64>>,
+    /// The open segment this process ships parts of, and how many of its bytes are shipped.
+    open: Option<(u64, u64)>,
+    checkpoints: HashSet<String>,
+    manifest_shipped: Option<Vec<u8>>,
+}
+
+impl Shipper {
+    pub fn new(remote: Remote, data_dir: PathBuf, shards: Vec<Arc<ShardShared>>, status: Arc<ShipStatus>, ship_interval_ms: u32) -> Shipper {
+        let shards = shards
+            .into_iter()
+            .enumerate()
+            .map(|(k, shared)| ShardShip {
+                shared,
+                wal_dir: crate::layout::wal_dir(&data_dir, k),
+                checkpoint_dir: crate::layout::checkpoint_dir(&data_dir, k),
+                sealed: BTreeSet::new(),
+                parts: BTreeMap::new(),
+                open: None,
+                checkpoints: HashSet::new(),
+                manifest_shipped: None,
+            })
+            .collect();
+        Shipper { remote, data_dir, shards, status, ship_interval_ms, ready: false, epochs_shipped: None }
+    }
+
+    /// Ships every interval until `stop` fires, then once more (the shards are closed by then, so that
+    /// round ships everything they wrote).
+    pub async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
+        let interval = Duration::from_millis(u64::from(self.ship_interval_ms.max(1)));
+        let mut failures: u32 = 0;
+        loop {
+            let started = Instant::now();
+            if self.round_reported().await {
+                failures = 0;
+            } else {
+                failures = failures.saturating_add(1);
+            }
+            let wait = match failures {
+                0 => interval.saturating_sub(started.elapsed()),
+                n => (interval * 2u32.saturating_pow(n.min(16))).min(MAX_BACKOFF),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut stop => break,
+            }
+        }
+        if tokio::time::timeout(FINAL_ROUND_TIMEOUT, self.round_reported()).await.is_err() {
+            self.status.round_failed(format!("the last round did not finish within {} s", FINAL_ROUND_TIMEOUT.as_secs()));
+            tracing::error!("object store: the last round before closing did not finish in time");
+        }
+    }
+
+    async fn round_reported(&mut self) -> bool {
+        let started_us = crate::time::now_us();
+        match self.round(started_us).await {
+            Ok(()) => {
+                self.status.round_ok(started_us);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.remote.url, "object store: shipping failed (retrying; nothing local is deleted until it succeeds): {e}");
+                self.status.round_failed(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Ships everything; on success records `started_us` as what the object store holds everything up to.
+    async fn round(&mut self, started_us: i64) -> Result<(), ShipError> {
+        if !self.ready {
+            self.prepare().await?;
+            self.ready = true;
+        }
+        for k in 0..self.shards.len() {
+            self.ship_wal(k).await?;
+            self.ship_checkpoints(k).await?;
+        }
+        let epochs = read_optional(crate::layout::epochs_file(&self.data_dir)).await?;
+        if let Some(epochs) = epochs.filter(|e| self.epochs_shipped.as_ref() != Some(e)) {
+            self.put(&Key::from(remote::EPOCHS_KEY), epochs.clone()).await?;
+            self.epochs_shipped = Some(epochs);
+        }
+        let shipped = serde_json::json!({ "shipped_through_us": started_us });
+        self.put(&Key::from(remote::SHIPPED_KEY), serde_json::to_vec(&shipped).expect("json")).await
+    }
+
+    /// Checks that the prefix is this store's (or empty) and reads what is already there.
+    async fn prepare(&mut self) -> Result<(), ShipError> {
+        let meta_path = crate::layout::meta_file(&self.data_dir);
+        let local = read_optional(meta_path.clone()).await?.ok_or_else(|| ShipError::Restore(format!("{} is missing", meta_path.display())))?;
+        let key = Key::from(remote::META_KEY);
+        match self.remote.store.get(&key).await {
+            Ok(found) => {
+                let theirs = found.bytes().await.map_err(ShipError::remote("read", &key))?;
+                if !same_store(&local, &theirs) {
+                    return Err(ShipError::OtherStore { url: self.remote.url.clone() });
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => self.put(&key, local).await?,
+            Err(e) => return Err(ShipError::remote("read", &key)(e)),
+        }
+        for k in 0..self.shards.len() {
+            let wal = list(&*self.remote.store, &remote::wal_prefix(k)).await?;
+            let shard = &mut self.shards[k];
+            for (name, _) in wal {
+                match parse_wal_name(&name) {
+                    Some(WalObject::Segment { first_position }) => {
+                        shard.sealed.insert(first_position);
+                    }
+                    Some(WalObject::Part { first_position, offset }) => shard.parts.entry(first_position).or_default().push(offset),
+                    None => {}
+                }
+            }
+            shard.parts.values_mut().for_each(|offsets| offsets.sort_unstable());
+            for (name, _) in list(&*self.remote.store, &remote::checkpoint_prefix(k)).await? {
+                if name.ends_with(".parquet") {
+                    shard.checkpoints.insert(name);
+                }
+            }
+            let key = Key::from(format!("{}/{}", remote::checkpoint_prefix(k), crate::layout::MANIFEST_FILE));
+            match self.remote.store.get(&key).await {
+                Ok(found) => {
+                    let bytes = found.bytes().await.map_err(ShipError::remote("read", &key))?.to_vec();
+                    if let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) {
+                        shard.shared.set_remote_cover(manifest.covered_position());
+                    }
+                    shard.manifest_shipped = Some(bytes);
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(ShipError::remote("read", &key)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn ship_wal(&mut self, k: usize) -> Result<(), ShipError> {
+        let wal_dir = self.shards[k].wal_dir.clone();
+        let segments = blocking(move || list_segments(&wal_dir).map_err(ShipError::io("list", &wal_dir))).await?;
+        let Some((newest, newest_path)) = segments.last().cloned() else { return Ok(()) };
+        let cover = self.shards[k].shared.remote_cover();
+        for pair in segments.windows(2) {
+            let ((first, path), next) = (&pair[0], pair[1].0);
+            // A segment every record of which the shipped checkpoints hold is not needed there.
+            if self.shards[k].sealed.contains(first) || next <= cover.saturating_add(1) {
+                continue;
+            }
+            let Some(mut bytes) = read_optional(path.clone()).await? else { continue };
+            bytes.truncate(written_len(&bytes));
+            self.put(&remote::segment_key(k, *first), bytes).await?;
+            self.shards[k].sealed.insert(*first);
+            // Whole now: its parts are redundant.
+            if let Some(offsets) = self.shards[k].parts.remove(first) {
+                for offset in offsets {
+                    self.delete(&remote::part_key(k, *first, offset)).await?;
+                }
+            }
+            if self.shards[k].open.is_some_and(|(open, _)| open == *first) {
+                self.shards[k].open = None;
+            }
+        }
+        self.ship_open_segment(k, newest, newest_path).await
+    }
+
+    async fn ship_open_segment(&mut self, k: usize, first: u64, path: PathBuf) -> Result<(), ShipError> {
+        // Parts this process did not write (an earlier run's, perhaps beyond what recovery kept) are
+        // replaced: the segment is shipped again from its start, as part 0.
+        let shipped = match self.shards[k].open {
+            Some((open, shipped)) if open == first => shipped,
+            _ => 0,
+        };
+        let from = shipped;
+        let bytes = blocking(move || read_whole_records(&path, from)).await?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let end = shipped + bytes.len() as u64;
+        self.put(&remote::part_key(k, first, shipped), bytes).await?;
+        if shipped == 0 {
+            let stale: Vec<u64> = self.shards[k].parts.remove(&first).unwrap_or_default();
+            for offset in stale.into_iter().filter(|&o| o != 0) {
+                self.delete(&remote::part_key(k, first, offset)).await?;
+            }
+        }
+        let shard = &mut self.shards[k];
+        shard.parts.entry(first).or_default().push(shipped);
+        shard.open = Some((first, end));
+        if shard.parts[&first].len() >= MAX_PARTS {
+            self.merge_parts(k, first, end).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the open segment's parts by one, its first `end` bytes.
+    async fn merge_parts(&mut self, k: usize, first: u64, end: u64) -> Result<(), ShipError> {
+        let path = crate::wal::segment::segment_path(&self.shards[k].wal_dir, first);
+        let bytes = blocking(move || read_range(&path, 0, end as usize)).await?;
+        if bytes.len() as u64 != end {
+            return Ok(()); // the segment went away (trimmed); its parts stay until it is covered
+        }
+        self.put(&remote::part_key(k, first, 0), bytes).await?;
+        let offsets = self.shards[k].parts.insert(first, vec![0]).unwrap_or_default();
+        for offset in offsets.into_iter().filter(|&o| o != 0) {
+            self.delete(&remote::part_key(k, first, offset)).await?;
+        }
+        Ok(())
+    }
+
+    async fn ship_checkpoints(&mut self, k: usize) -> Result<(), ShipError> {
+        let dir = self.shards[k].checkpoint_dir.clone();
+        let Some(bytes) = read_optional(crate::layout::manifest_file(&dir)).await? else { return Ok(()) };
+        if self.shards[k].manifest_shipped.as_ref() == Some(&bytes) {
+            return Ok(());
+        }
+        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+            Ok(m) => m,
+            Err(e) => return Err(ShipError::Restore(format!("{}: {e}", crate::layout::manifest_file(&dir).display()))),
+        };
+        // The files first, then the manifest naming them: a reader of the object store never finds a
+        // manifest naming a file that is not there.
+        for c in &manifest.checkpoints {
+            if self.shards[k].checkpoints.contains(&c.file) {
+                continue;
+            }
+            // Gone: a compaction replaced it after the manifest was read; the next round ships the new one.
+            let Some(data) = read_optional(dir.join(&c.file)).await? else { return Ok(()) };
+            self.put(&remote::checkpoint_key(k, &c.file), data).await?;
+            self.shards[k].checkpoints.insert(c.file.clone());
+        }
+        let key = Key::from(format!("{}/{}", remote::checkpoint_prefix(k), crate::layout::MANIFEST_FILE));
+        self.put(&key, bytes.clone()).await?;
+        let cover = manifest.covered_position();
+        let shard = &mut self.shards[k];
+        shard.manifest_shipped = Some(bytes);
+        shard.shared.set_remote_cover(cover);
+        // What the shipped manifest makes redundant there: files a compaction replaced, and segments
+        // every record of which it covers.
+        let named: HashSet<&str> = manifest.checkpoints.iter().map(|c| c.file.as_str()).collect();
+        let replaced: Vec<String> = shard.checkpoints.iter().filter(|f| !named.contains(f.as_str())).cloned().collect();
+        let mut firsts: BTreeSet<u64> = shard.sealed.iter().copied().chain(shard.parts.keys().copied()).collect();
+        if let Some((open, _)) = shard.open {
+            firsts.insert(open);
+        }
+        let firsts: Vec<u64> = firsts.into_iter().collect();
+        let covered: Vec<u64> =
+            firsts.windows(2).filter(|w| w[1] <= cover.saturating_add(1) && shard.sealed.contains(&w[0])).map(|w| w[0]).collect();
+        for file in replaced {
+            self.delete(&remote::checkpoint_key(k, &file)).await?;
+            self.shards[k].checkpoints.remove(&file);
+        }
+        for first in covered {
+            self.delete(&remote::segment_key(k, first)).await?;
+            self.shards[k].sealed.remove(&first);
+        }
+        Ok(())
+    }
+
+    async fn put(&self, key: &Key, bytes: Vec<u8>) -> Result<(), ShipError> {
+        let size_bytes = bytes.len();
+        self.remote.store.put(key, PutPayload::from(Bytes::from(bytes))).await.map_err(ShipError::remote("upload", key))?;
+        self.status.uploaded(size_bytes);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &Key) -> Result<(), ShipError> {
+        match self.remote.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                self.status.deleted();
+                Ok(())
+            }
+            Err(e) => Err(ShipError::remote("delete", key)(e)),
+        }
+    }
+}
+
+/// Whether two `tidelog.json` texts are the same store's (same shard count and id salt).
+fn same_store(ours: &[u8], theirs: &[u8]) -> bool {
+    let fields = |bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes).ok().map(|v| (v.get("shards").cloned(), v.get("id_salt").cloned()))
+    };
+    matches!((fields(ours), fields(theirs)), (Some(a), Some(b)) if a == b)
+}
+
+/// Names (last path segment) and sizes of the objects under `prefix`.
+pub(crate) async fn list(store: &dyn ObjectStore, prefix: &Key) -> Result<Vec<(String, u64)>, ShipError> {
+    use futures_lite::StreamExt;
+    let mut listing = store.list(Some(prefix));
+    let mut out = Vec::new();
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(ShipError::remote("list", prefix))?;
+        if let Some(name) = meta.location.filename() {
+            out.push((name.to_string(), meta.size));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ShipError> + Send + 'static) -> Result<T, ShipError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ShipError::Restore(format!("a file task failed: {e}")))?
+}
+
+/// The file's bytes, or `None` if it does not exist.
+async fn read_optional(path: PathBuf) -> Result<Option<Vec<u8>>, ShipError> {
+    blocking(move || match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ShipError::io("read", &path)(e)),
+    })
+    .await
+}
+
+/// Up to `len` bytes of `path` from `offset` (fewer at its end).
+fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, ShipError> {
+    use std::os::unix::fs::FileExt;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ShipError::io("open", path)(e)),
+    };
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ShipError::io("read", path)(e)),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// The open segment's bytes from `from` (0, or the end of a record) to the end of its last whole record:
+/// the segment header too when `from` is 0. Empty when nothing new is whole.
+fn read_whole_records(path: &Path, from: u64) -> Result<Vec<u8>, ShipError> {
+    let records_from = if from == 0 { SEGMENT_HEADER_BYTES } else { 0 };
+    let mut data = Vec::new();
+    let mut end = records_from;
+    loop {
+        let chunk = read_range(path, from + data.len() as u64, READ_STEP_BYTES)?;
+        let at_eof = chunk.len() < READ_STEP_BYTES;
+        data.extend_from_slice(&chunk);
+        if data.len() < records_from || (from == 0 && data[..SEGMENT_HEADER_BYTES].iter().all(|&b| b == 0)) {
+            return Ok(Vec::new()); // no header yet: nothing written
+        }
+        end += whole_records_end(&data[end..]);
+        // A record cut by this read's end (not by the writer) needs the next read.
+        let cut_by_read = !at_eof && matches!(decode_frame(&data[end..]), Frame::Bad(BadFrame::Truncated));
+        if !cut_by_read {
+            break;
+        }
+    }
+    if end == records_from {
+        return Ok(Vec::new());
+    }
+    data.truncate(end);
+    Ok(data)
+}

@@ -1,0 +1,146 @@
+//! Shipping to an object store and restoring from it (`--object-store`, `tidelog restore`): a killed
+//! store is rebuilt with every event acknowledged before the last complete shipping round, and while the
+//! object store refuses writes, appends go on and no WAL segment is deleted until the shipped
+//! checkpoints cover it. Against a local directory (`file://`); `tests/object_store_s3.rs` runs against
+//! a real S3 server.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::crash::{assert_no_corruption, load_and_kill, verify_acks, Load};
+use common::{block_on, event, wait_until};
+use tidelog::ship::ObjectStoreConfig;
+use tidelog::{NewEvent, Store};
+
+fn file_url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+/// `tidelog --data-dir DIR restore --from URL`; returns its output.
+fn restore(dir: &Path, url: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog")).arg("--data-dir").arg(dir).args(["restore", "--from", url]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "restore failed: {text}");
+    text
+}
+
+fn shipped_through_us(remote: &Path) -> i64 {
+    let text = std::fs::read(remote.join("SHIPPED.json")).expect("a round completed");
+    serde_json::from_slice::<serde_json::Value>(&text).unwrap()["shipped_through_us"].as_i64().unwrap()
+}
+
+fn segments(dir: &Path, shard: usize) -> Vec<u64> {
+    tidelog::wal::segment::list_segments(&tidelog::layout::wal_dir(dir, shard)).unwrap().into_iter().map(|s| s.0).collect()
+}
+
+#[test]
+fn a_killed_store_is_restored_with_every_event_acknowledged_before_the_last_round() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, remote, restored) = (tmp.path().join("data"), tmp.path().join("remote"), tmp.path().join("restored"));
+    let url = file_url(&remote);
+    let seed = common::crash::seed("object_store");
+    let kill_after = Duration::from_millis(1200 + seed % 800);
+    let load = Load {
+        store_args: &["--object-store", &url, "--ship-interval-ms", "100", "--checkpoint-events", "20000"],
+        load_args: &["--tasks", "16", "--entities", "400"],
+        fsync_interval_ms: 100,
+        kill_after,
+        first_ack_within: Duration::from_secs(30),
+    };
+    let acks = load_and_kill(&dir, &load);
+    let through_us = shipped_through_us(&remote);
+    let shipped: Vec<_> = acks.iter().filter(|a| a.seen_us < through_us).cloned().collect();
+    assert!(shipped.len() * 2 > acks.len(), "{} of {} acknowledged events shipped by the last round", shipped.len(), acks.len());
+    assert!(remote.join("shard-0/checkpoints/MANIFEST.json").exists(), "checkpoints are shipped too");
+    let text = restore(&restored, &url);
+    assert!(text.contains("restored") && text.contains("shipped through"), "{text}");
+    let store = common::open(&restored, 2, 100);
+    assert_no_corruption(&store);
+    verify_acks(&store, &shipped);
+    store.close().unwrap();
+}
+
+fn config(dir: &Path, remote: &Path) -> tidelog::StoreConfig {
+    let mut config = common::config(dir, 2, 100).segment_size_bytes(1 << 18).checkpoint_events(4000).checkpoint_interval_s(0);
+    config.object_store = Some(ObjectStoreConfig { url: file_url(remote), ship_interval_ms: 50 });
+    config
+}
+
+fn append_batches(store: &Store, batches: u64, tag: &str) {
+    for b in 0..batches {
+        let events: Vec<NewEvent> = (0..100).map(|i| event("default", &format!("{tag}-{}", (b * 100 + i) % 97), "t", b * 100 + i)).collect();
+        block_on(store.append_batch(events)).unwrap();
+    }
+}
+
+#[test]
+fn while_the_object_store_refuses_writes_appends_go_on_and_the_wal_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, remote, restored) = (tmp.path().join("data"), tmp.path().join("remote"), tmp.path().join("restored"));
+    std::fs::create_dir_all(&remote).unwrap();
+    // A file where shard 0's directory would be: every upload of shard 0 fails (ENOTDIR).
+    std::fs::write(remote.join("shard-0"), b"in the way").unwrap();
+    let store = Store::open(config(&dir, &remote)).unwrap();
+    append_batches(&store, 200, "a");
+    let checkpoint = tidelog::layout::manifest_file(&tidelog::layout::checkpoint_dir(&dir, 0));
+    wait_until("a local checkpoint of shard 0", || checkpoint.exists());
+    wait_until("the failure reported", || store.ship_status().unwrap().last_error.is_some());
+    let status = store.ship_status().unwrap();
+    assert!(status.last_error.as_deref().unwrap().contains("shard-0"), "{status:?}");
+    // Checkpointed locally, not shipped: the WAL keeps every segment.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(segments(&dir, 0)[0], 1, "the first segment is kept until the object store has a checkpoint covering it");
+    append_batches(&store, 50, "b"); // appends are acknowledged all along
+
+    std::fs::remove_file(remote.join("shard-0")).unwrap();
+    wait_until("shipping recovered", || {
+        let s = store.ship_status().unwrap();
+        s.last_error.is_none() && s.shipped_through_us.is_some() && s.lag_ms < 5_000
+    });
+    wait_until("covered segments deleted once shipped", || segments(&dir, 0)[0] > 1);
+    let through_us = store.ship_status().unwrap().shipped_through_us.unwrap();
+    let after_last_append_us = tidelog::time::now_us();
+    wait_until("a round after the last append", || store.ship_status().unwrap().shipped_through_us.unwrap() > after_last_append_us);
+    assert!(through_us > 0);
+    store.halt(); // a crash: no last round
+
+    restore(&restored, &file_url(&remote));
+    let store = common::open(&restored, 2, 100);
+    let events: u64 = store.recovery_reports().iter().map(|r| r.events()).sum();
+    assert_eq!(events, 25_000, "every event appended before the last round is restored");
+    store.close().unwrap();
+}
+
+#[test]
+fn restore_refuses_a_non_empty_directory_and_an_empty_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, remote) = (tmp.path().join("data"), tmp.path().join("remote"));
+    std::fs::create_dir_all(&remote).unwrap();
+    let run = |dir: &Path| Command::new(env!("CARGO_BIN_EXE_tidelog")).arg("--data-dir").arg(dir).args(["restore", "--from", &file_url(&remote)]).output().unwrap();
+    let out = run(&dir);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no tidelog store"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("something"), b"x").unwrap();
+    let out = run(&dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_prefix_holding_another_store_is_not_shipped_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = tmp.path().join("remote");
+    let first = Store::open(config(&tmp.path().join("one"), &remote)).unwrap();
+    append_batches(&first, 1, "a");
+    first.close().unwrap();
+    let second = Store::open(config(&tmp.path().join("two"), &remote)).unwrap();
+    append_batches(&second, 1, "b");
+    wait_until("the refusal reported", || second.ship_status().unwrap().last_error.is_some_and(|e| e.contains("another store")));
+    second.close().unwrap();
+    // The first store's history is untouched.
+    let text = restore(&tmp.path().join("restored"), &file_url(&remote));
+    assert!(text.contains("restored 100 events"), "{text}");
+}
