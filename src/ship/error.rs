@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub enum ShipError {
     #[error("object store URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("object store, {op} {key}: {source}")]
+    #[error("object store, {op} {key}: {}", chain(source))]
     Remote {
         op: &'static str,
         key: String,
@@ -25,6 +25,22 @@ pub enum ShipError {
     OtherStore { url: String },
     #[error("{0}")]
     Restore(String),
+}
+
+/// An error and its causes, `: `-separated (the HTTP client's own message alone, "builder error", says
+/// nothing of why).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl ShipError {

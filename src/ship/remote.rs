@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::prefix::PrefixStore;
@@ -33,16 +33,20 @@ impl Remote {
         let prefix = parsed.path().trim_matches('/').to_string();
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
             "s3" | "s3a" => {
+                // The HTTP client's TLS needs a process-wide provider; a second install fails harmlessly.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 if parsed.host_str().is_none_or(str::is_empty) {
                     return Err(bad("no bucket: use s3://BUCKET/PREFIX".into()));
                 }
                 let client = ClientOptions::new().with_connect_timeout(Duration::from_secs(5)).with_timeout(Duration::from_secs(120));
-                let s3 = AmazonS3Builder::from_env()
-                    .with_url(url)
-                    .with_retry(retry_config())
-                    .with_client_options(client)
-                    .build()
-                    .map_err(|e| bad(e.to_string()))?;
+                // The timeouts first: the AWS_* variables (AWS_ALLOW_HTTP is a client option) go on top.
+                let mut s3 = AmazonS3Builder::new().with_client_options(client).with_retry(retry_config());
+                for (name, value) in std::env::vars().filter(|(name, _)| name.starts_with("AWS_")) {
+                    if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                        s3 = s3.with_config(key, value);
+                    }
+                }
+                let s3 = s3.with_url(url).build().map_err(|e| bad(e.to_string()))?;
                 if prefix.is_empty() {
                     Arc::new(s3)
                 } else {

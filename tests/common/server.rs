@@ -22,7 +22,13 @@ impl Server {
     /// `extra` arguments (store options such as `--segment-size-mib 1`, or `serve` options such as
     /// `--auth-file F`), and waits until it listens and /health answers.
     pub fn start(data_dir: &Path, fsync_interval_ms: u32, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, fsync_interval_ms, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables for the child (an object store's credentials).
+    pub fn start_with_env(data_dir: &Path, fsync_interval_ms: u32, extra: &[&str], env: &[(String, String)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--shards", "2", "--fsync-interval-ms", &fsync_interval_ms.to_string()])

