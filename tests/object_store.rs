@@ -144,3 +144,22 @@ fn a_prefix_holding_another_store_is_not_shipped_to() {
     let text = restore(&tmp.path().join("restored"), &file_url(&remote));
     assert!(text.contains("restored 100 events"), "{text}");
 }
+
+
+#[test]
+fn a_reopened_store_ships_on_from_where_it_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, remote) = (tmp.path().join("data"), tmp.path().join("remote"));
+    let store = Store::open(config(&dir, &remote)).unwrap();
+    append_batches(&store, 30, "a");
+    store.close().unwrap();
+    // The open segment is shipped again from its start (recovery may cut a tail); the rest goes on.
+    let store = Store::open(config(&dir, &remote)).unwrap();
+    append_batches(&store, 30, "b");
+    let after_last_append_us = tidelog::time::now_us();
+    wait_until("a round after the last append", || store.ship_status().unwrap().shipped_through_us.is_some_and(|t| t > after_last_append_us));
+    store.halt();
+    let text = restore(&tmp.path().join("restored"), &file_url(&remote));
+    assert!(text.contains("restored 6000 events"), "{text}");
+    assert!(!text.contains("after a gap"), "{text}");
+}

@@ -34,6 +34,9 @@ impl Remote {
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
             "s3" | "s3a" => {
                 // The HTTP client's TLS needs a process-wide provider; a second install fails harmlessly.
+                // ring (deprecated in rustls for lacking post-quantum key exchange) rather than building
+                // aws-lc from C: object_store already builds ring for request signing.
+                #[allow(deprecated)]
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 if parsed.host_str().is_none_or(str::is_empty) {
                     return Err(bad("no bucket: use s3://BUCKET/PREFIX".into()));
@@ -81,12 +84,7 @@ pub fn checkpoint_prefix(shard: usize) -> Key {
     Key::from(format!("shard-{shard}/checkpoints"))
 }
 
-/// A sealed segment, whole.
-pub fn segment_key(shard: usize, first_position: u64) -> Key {
-    Key::from(format!("shard-{shard}/wal/{first_position:020}.log"))
-}
-
-/// The bytes of the open segment from `offset` on, up to the end of a record.
+/// Bytes `offset..` of a WAL segment (up to the end of a record, or of a sealed segment).
 pub fn part_key(shard: usize, first_position: u64, offset: u64) -> Key {
     Key::from(format!("shard-{shard}/wal/{first_position:020}.log.{offset:020}.part"))
 }
@@ -98,15 +96,11 @@ pub fn checkpoint_key(shard: usize, file: &str) -> Key {
 /// What a key under `shard-<k>/wal/` names.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WalObject {
-    Segment { first_position: u64 },
     Part { first_position: u64, offset: u64 },
 }
 
 pub fn parse_wal_name(name: &str) -> Option<WalObject> {
     let number = |s: &str| if s.len() == 20 { s.parse::<u64>().ok() } else { None };
-    if let Some(stem) = name.strip_suffix(".log") {
-        return number(stem).map(|first_position| WalObject::Segment { first_position });
-    }
     let rest = name.strip_suffix(".part")?;
     let (stem, offset) = rest.split_once(".log.")?;
     Some(WalObject::Part { first_position: number(stem)?, offset: number(offset)? })
@@ -118,11 +112,9 @@ mod tests {
 
     #[test]
     fn wal_names_round_trip() {
-        let seg = segment_key(1, 42);
-        assert_eq!(parse_wal_name(seg.filename().unwrap()), Some(WalObject::Segment { first_position: 42 }));
         let part = part_key(1, 42, 4096);
         assert_eq!(parse_wal_name(part.filename().unwrap()), Some(WalObject::Part { first_position: 42, offset: 4096 }));
-        assert_eq!(parse_wal_name("42.log"), None);
+        assert_eq!(parse_wal_name("00000000000000000042.log"), None);
         assert_eq!(parse_wal_name("00000000000000000042.log.tmp"), None);
     }
 }

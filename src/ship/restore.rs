@@ -11,8 +11,8 @@ use super::error::ShipError;
 use super::remote::{self, parse_wal_name, Remote, WalObject};
 use super::shipper::{blocking, list};
 
-/// Zeros after every restored segment: a shipped segment ends at its last non-zero byte, and the last
-/// record may end with zero bytes (at most a few; this is far more than enough). It is also where the
+/// Zeros after every restored segment: a sealed segment is shipped up to its last non-zero byte, and its
+/// last record may end with zero bytes (at most a few; this is far more than enough). It is also where the
 /// writer continues a restored open segment.
 const PAD_BYTES: u64 = 1 << 20;
 
@@ -66,27 +66,16 @@ pub async fn download(remote: &Remote, data_dir: &Path) -> Result<RestoreReport,
             }
             write(&mut report, crate::layout::manifest_file(&checkpoint_dir), manifest, 0).await?;
         }
-        let mut whole = Vec::new();
         let mut parts: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
         for (name, size) in list(&*remote.store, &remote::wal_prefix(k)).await? {
-            match parse_wal_name(&name) {
-                Some(WalObject::Segment { first_position }) => whole.push(first_position),
-                Some(WalObject::Part { first_position, offset }) => parts.entry(first_position).or_default().push((offset, size)),
-                None => {}
+            if let Some(WalObject::Part { first_position, offset }) = parse_wal_name(&name) {
+                parts.entry(first_position).or_default().push((offset, size));
             }
         }
         let wal_dir = crate::layout::wal_dir(data_dir, k);
-        for &first in &whole {
-            let data = get(remote, &remote::segment_key(k, first)).await?.unwrap_or_default();
-            write(&mut report, crate::wal::segment::segment_path(&wal_dir, first), data, PAD_BYTES).await?;
-            shard.segments += 1;
-        }
         for (first, mut offsets) in parts {
-            if whole.contains(&first) {
-                continue; // shipped whole after these parts; the whole one is the segment
-            }
             offsets.sort_unstable();
-            // Parts are consecutive from offset 0; one after a gap cannot be placed.
+            // Parts are contiguous from offset 0; one after a gap cannot be placed.
             let mut data = Vec::new();
             for (offset, _) in offsets {
                 if offset != data.len() as u64 {

@@ -13,9 +13,9 @@ pub fn whole_records_end(buf: &[u8]) -> usize {
     at
 }
 
-/// The length of a sealed segment without its unused (pre-allocated, zero) tail: up to its last non-zero
-/// byte. No write comes after a segment is sealed, so this is every record in it; the zeros a record may
-/// end with are put back by the restore, which pads every segment with zeros.
+/// The length of (the rest of) a sealed segment without its unused (pre-allocated, zero) tail: up to its
+/// last non-zero byte. No write comes after a segment is sealed, so this is every record in it; the zeros
+/// a record may end with are put back by the restore, which pads every segment with zeros.
 pub fn written_len(buf: &[u8]) -> usize {
     buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }

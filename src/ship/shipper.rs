@@ -7,7 +7,7 @@
 //! local WAL segment only once that covers it (`ShardShared::remote_cover`). A round that fails is
 //! retried with back-off; nothing local is deleted on its account, and appends never wait for it.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ const READ_STEP_BYTES: usize = 8 << 20;
 const MAX_PARTS: usize = 64;
 /// Longest wait between failed rounds.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often an idle store refreshes SHIPPED.json.
+const SHIPPED_REFRESH_US: i64 = 60_000_000;
 /// How long closing the store waits for the last round.
 pub const FINAL_ROUND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -44,6 +46,8 @@ pub struct Shipper {
     /// The object store's listing was read and its `tidelog.json` matches this directory's.
     ready: bool,
     epochs_shipped: Option<Vec<u8>>,
+    /// The time last written to SHIPPED.json.
+    shipped_marked_us: Option<i64>,
 }
 
 /// What one shard has in the object store (as far as this process knows).
@@ -51,14 +55,24 @@ struct ShardShip {
     shared: Arc<ShardShared>,
     wal_dir: PathBuf,
     checkpoint_dir: PathBuf,
-    /// Segments shipped whole.
-    sealed: BTreeSet<u64>,
-    /// Parts shipped, by segment: their offsets.
-    parts: BTreeMap<u64, Vec<u64>>,
-    /// The open segment this process ships parts of, and how many of its bytes are shipped.
-    open: Option<(u64, u64)>,
+    /// The WAL segments there, by first position.
+    segments: BTreeMap<u64, SegmentShip>,
     checkpoints: HashSet<String>,
     manifest_shipped: Option<Vec<u8>>,
+}
+
+/// One segment's parts in the object store.
+#[derive(Default)]
+struct SegmentShip {
+    /// (offset, size) of each part, by offset.
+    parts: Vec<(u64, u64)>,
+    /// Bytes shipped: the parts are contiguous up to here.
+    shipped_bytes: u64,
+    /// Shipped to its end and sealed (a successor exists): nothing more to do.
+    done: bool,
+    /// Ship again from offset 0, replacing every part: the segment was the newest when this process
+    /// started, and recovery may have cut its tail.
+    reship: bool,
 }
 
 impl Shipper {
@@ -70,14 +84,12 @@ impl Shipper {
                 shared,
                 wal_dir: crate::layout::wal_dir(&data_dir, k),
                 checkpoint_dir: crate::layout::checkpoint_dir(&data_dir, k),
-                sealed: BTreeSet::new(),
-                parts: BTreeMap::new(),
-                open: None,
+                segments: BTreeMap::new(),
                 checkpoints: HashSet::new(),
                 manifest_shipped: None,
             })
             .collect();
-        Shipper { remote, data_dir, shards, status, ship_interval_ms, ready: false, epochs_shipped: None }
+        Shipper { remote, data_dir, shards, status, ship_interval_ms, ready: false, epochs_shipped: None, shipped_marked_us: None }
     }
 
     /// Ships every interval until `stop` fires, then once more (the shards are closed by then, so that
@@ -128,6 +140,7 @@ impl Shipper {
             self.prepare().await?;
             self.ready = true;
         }
+        let uploaded_before = self.status.uploaded_objects();
         for k in 0..self.shards.len() {
             self.ship_wal(k).await?;
             self.ship_checkpoints(k).await?;
@@ -137,8 +150,16 @@ impl Shipper {
             self.put(&Key::from(remote::EPOCHS_KEY), epochs.clone()).await?;
             self.epochs_shipped = Some(epochs);
         }
+        // An idle store's rounds upload nothing: SHIPPED.json is then refreshed once a minute, not every
+        // round (a request a second adds up on a bill). Its time only understates what is shipped.
+        let idle = self.status.uploaded_objects() == uploaded_before;
+        if idle && self.shipped_marked_us.is_some_and(|t| started_us - t < SHIPPED_REFRESH_US) {
+            return Ok(());
+        }
         let shipped = serde_json::json!({ "shipped_through_us": started_us });
-        self.put(&Key::from(remote::SHIPPED_KEY), serde_json::to_vec(&shipped).expect("json")).await
+        self.put(&Key::from(remote::SHIPPED_KEY), serde_json::to_vec(&shipped).expect("json")).await?;
+        self.shipped_marked_us = Some(started_us);
+        Ok(())
     }
 
     /// Checks that the prefix is this store's (or empty) and reads what is already there.
@@ -159,16 +180,22 @@ impl Shipper {
         for k in 0..self.shards.len() {
             let wal = list(&*self.remote.store, &remote::wal_prefix(k)).await?;
             let shard = &mut self.shards[k];
-            for (name, _) in wal {
-                match parse_wal_name(&name) {
-                    Some(WalObject::Segment { first_position }) => {
-                        shard.sealed.insert(first_position);
-                    }
-                    Some(WalObject::Part { first_position, offset }) => shard.parts.entry(first_position).or_default().push(offset),
-                    None => {}
+            for (name, size) in wal {
+                if let Some(WalObject::Part { first_position, offset }) = parse_wal_name(&name) {
+                    shard.segments.entry(first_position).or_default().parts.push((offset, size));
                 }
             }
-            shard.parts.values_mut().for_each(|offsets| offsets.sort_unstable());
+            for segment in shard.segments.values_mut() {
+                segment.parts.sort_unstable();
+                segment.shipped_bytes = contiguous_end(&segment.parts);
+            }
+            // The newest local segment may have lost its tail to recovery: shipped again from its start.
+            let wal_dir = shard.wal_dir.clone();
+            let local = blocking(move || list_segments(&wal_dir).map_err(ShipError::io("list", &wal_dir))).await?;
+            let shard = &mut self.shards[k];
+            if let Some((newest, _)) = local.last() {
+                shard.segments.entry(*newest).or_default().reship = true;
+            }
             for (name, _) in list(&*self.remote.store, &remote::checkpoint_prefix(k)).await? {
                 if name.ends_with(".parquet") {
                     shard.checkpoints.insert(name);
@@ -192,74 +219,65 @@ impl Shipper {
 
     async fn ship_wal(&mut self, k: usize) -> Result<(), ShipError> {
         let wal_dir = self.shards[k].wal_dir.clone();
-        let segments = blocking(move || list_segments(&wal_dir).map_err(ShipError::io("list", &wal_dir))).await?;
-        let Some((newest, newest_path)) = segments.last().cloned() else { return Ok(()) };
+        let local = blocking(move || list_segments(&wal_dir).map_err(ShipError::io("list", &wal_dir))).await?;
         let cover = self.shards[k].shared.remote_cover();
-        for pair in segments.windows(2) {
-            let ((first, path), next) = (&pair[0], pair[1].0);
+        for (i, (first, path)) in local.iter().enumerate() {
+            let next = local.get(i + 1).map(|s| s.0);
             // A segment every record of which the shipped checkpoints hold is not needed there.
-            if self.shards[k].sealed.contains(first) || next <= cover.saturating_add(1) {
+            if next.is_some_and(|next| next <= cover.saturating_add(1)) {
                 continue;
             }
-            let Some(mut bytes) = read_optional(path.clone()).await? else { continue };
-            bytes.truncate(written_len(&bytes));
-            self.put(&remote::segment_key(k, *first), bytes).await?;
-            self.shards[k].sealed.insert(*first);
-            // Whole now: its parts are redundant.
-            if let Some(offsets) = self.shards[k].parts.remove(first) {
-                for offset in offsets {
-                    self.delete(&remote::part_key(k, *first, offset)).await?;
-                }
+            let segment = self.shards[k].segments.entry(*first).or_default();
+            if segment.done {
+                continue;
             }
-            if self.shards[k].open.is_some_and(|(open, _)| open == *first) {
-                self.shards[k].open = None;
+            let from = if segment.reship { 0 } else { segment.shipped_bytes };
+            let path = path.clone();
+            // A sealed segment is never written again: all of it goes. The open one: its whole records.
+            let bytes = match next {
+                Some(_) => blocking(move || read_sealed(&path, from)).await?,
+                None => blocking(move || read_whole_records(&path, from)).await?,
+            };
+            if !bytes.is_empty() {
+                self.ship_part(k, *first, from, bytes).await?;
             }
-        }
-        self.ship_open_segment(k, newest, newest_path).await
-    }
-
-    async fn ship_open_segment(&mut self, k: usize, first: u64, path: PathBuf) -> Result<(), ShipError> {
-        // Parts this process did not write (an earlier run's, perhaps beyond what recovery kept) are
-        // replaced: the segment is shipped again from its start, as part 0.
-        let shipped = match self.shards[k].open {
-            Some((open, shipped)) if open == first => shipped,
-            _ => 0,
-        };
-        let from = shipped;
-        let bytes = blocking(move || read_whole_records(&path, from)).await?;
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let end = shipped + bytes.len() as u64;
-        self.put(&remote::part_key(k, first, shipped), bytes).await?;
-        if shipped == 0 {
-            let stale: Vec<u64> = self.shards[k].parts.remove(&first).unwrap_or_default();
-            for offset in stale.into_iter().filter(|&o| o != 0) {
-                self.delete(&remote::part_key(k, first, offset)).await?;
+            let segment = self.shards[k].segments.get_mut(first).expect("entry made above");
+            segment.done = next.is_some();
+            if segment.parts.len() >= MAX_PARTS {
+                self.merge_parts(k, *first).await?;
             }
-        }
-        let shard = &mut self.shards[k];
-        shard.parts.entry(first).or_default().push(shipped);
-        shard.open = Some((first, end));
-        if shard.parts[&first].len() >= MAX_PARTS {
-            self.merge_parts(k, first, end).await?;
         }
         Ok(())
     }
 
-    /// Replaces the open segment's parts by one, its first `end` bytes.
-    async fn merge_parts(&mut self, k: usize, first: u64, end: u64) -> Result<(), ShipError> {
-        let path = crate::wal::segment::segment_path(&self.shards[k].wal_dir, first);
-        let bytes = blocking(move || read_range(&path, 0, end as usize)).await?;
-        if bytes.len() as u64 != end {
-            return Ok(()); // the segment went away (trimmed); its parts stay until it is covered
-        }
-        self.put(&remote::part_key(k, first, 0), bytes).await?;
-        let offsets = self.shards[k].parts.insert(first, vec![0]).unwrap_or_default();
-        for offset in offsets.into_iter().filter(|&o| o != 0) {
+    /// Uploads `bytes` as the part of segment `first` at `offset`; a part at 0 replaces all earlier ones.
+    async fn ship_part(&mut self, k: usize, first: u64, offset: u64, bytes: Vec<u8>) -> Result<(), ShipError> {
+        let size_bytes = bytes.len() as u64;
+        self.put(&remote::part_key(k, first, offset), bytes).await?;
+        let segment = self.shards[k].segments.get_mut(&first).expect("known segment");
+        let stale: Vec<u64> = match offset {
+            0 => segment.parts.drain(..).map(|p| p.0).filter(|&o| o != 0).collect(),
+            _ => Vec::new(),
+        };
+        segment.parts.push((offset, size_bytes));
+        segment.shipped_bytes = offset + size_bytes;
+        segment.reship = false;
+        for offset in stale {
             self.delete(&remote::part_key(k, first, offset)).await?;
         }
         Ok(())
+    }
+
+    /// Replaces a segment's parts by one part at offset 0 (a long-lived, slowly written segment would
+    /// otherwise leave many small objects for a restore to fetch).
+    async fn merge_parts(&mut self, k: usize, first: u64) -> Result<(), ShipError> {
+        let path = crate::wal::segment::segment_path(&self.shards[k].wal_dir, first);
+        let end = self.shards[k].segments[&first].shipped_bytes;
+        let bytes = blocking(move || read_range(&path, 0, end as usize)).await?;
+        if bytes.len() as u64 != end {
+            return Ok(()); // the segment went away (trimmed): its parts go once a shipped checkpoint covers it
+        }
+        self.ship_part(k, first, 0, bytes).await
     }
 
     async fn ship_checkpoints(&mut self, k: usize) -> Result<(), ShipError> {
@@ -293,20 +311,17 @@ impl Shipper {
         // every record of which it covers.
         let named: HashSet<&str> = manifest.checkpoints.iter().map(|c| c.file.as_str()).collect();
         let replaced: Vec<String> = shard.checkpoints.iter().filter(|f| !named.contains(f.as_str())).cloned().collect();
-        let mut firsts: BTreeSet<u64> = shard.sealed.iter().copied().chain(shard.parts.keys().copied()).collect();
-        if let Some((open, _)) = shard.open {
-            firsts.insert(open);
-        }
-        let firsts: Vec<u64> = firsts.into_iter().collect();
-        let covered: Vec<u64> =
-            firsts.windows(2).filter(|w| w[1] <= cover.saturating_add(1) && shard.sealed.contains(&w[0])).map(|w| w[0]).collect();
+        let firsts: Vec<u64> = shard.segments.keys().copied().collect();
+        let covered: Vec<u64> = firsts.windows(2).filter(|w| w[1] <= cover.saturating_add(1)).map(|w| w[0]).collect();
         for file in replaced {
             self.delete(&remote::checkpoint_key(k, &file)).await?;
             self.shards[k].checkpoints.remove(&file);
         }
         for first in covered {
-            self.delete(&remote::segment_key(k, first)).await?;
-            self.shards[k].sealed.remove(&first);
+            let parts = self.shards[k].segments.remove(&first).map(|s| s.parts).unwrap_or_default();
+            for (offset, _) in parts {
+                self.delete(&remote::part_key(k, first, offset)).await?;
+            }
         }
         Ok(())
     }
@@ -385,6 +400,26 @@ fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, ShipError
     }
     buf.truncate(got);
     Ok(buf)
+}
+
+/// Where a segment's parts stop being contiguous from offset 0.
+fn contiguous_end(parts: &[(u64, u64)]) -> u64 {
+    let mut end = 0;
+    for &(offset, size) in parts {
+        if offset != end {
+            break;
+        }
+        end += size;
+    }
+    end
+}
+
+/// A sealed segment's bytes from `from` (0, or the end of a part) to its last non-zero byte.
+fn read_sealed(path: &Path, from: u64) -> Result<Vec<u8>, ShipError> {
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut bytes = read_range(path, from, len.saturating_sub(from) as usize)?;
+    bytes.truncate(written_len(&bytes));
+    Ok(bytes)
 }
 
 /// The open segment's bytes from `from` (0, or the end of a record) to the end of its last whole record:

@@ -72,6 +72,10 @@ impl ShipStatus {
         self.uploaded_objects.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn uploaded_objects(&self) -> u64 {
+        self.uploaded_objects.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn deleted(&self) {
         self.deleted_objects.fetch_add(1, Ordering::Relaxed);
     }
