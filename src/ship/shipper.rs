@@ -25,8 +25,8 @@ use crate::shard::ShardShared;
 use crate::wal::record::{decode_frame, BadFrame, Frame};
 use crate::wal::segment::{list_segments, SEGMENT_HEADER_BYTES};
 
-/// How much of the open segment one read takes.
-const READ_STEP_BYTES: usize = 8 << 20;
+/// How much of a segment one read takes.
+const READ_STEP_BYTES: usize = 1 << 20;
 /// Parts of one open segment before they are merged into one (a long-lived, slowly written segment
 /// would otherwise leave thousands of small objects for a restore to fetch).
 const MAX_PARTS: usize = 64;
@@ -414,8 +414,14 @@ fn contiguous_end(parts: &[(u64, u64)]) -> u64 {
     end
 }
 
-/// A sealed segment's bytes from `from` (0, or the end of a part) to its last non-zero byte.
+/// A sealed segment's bytes from `from` (0, or the end of a part) to its end: its last record, or, if a
+/// damaged record stops the walk, its last non-zero byte (recovery of the restored copy judges the damage
+/// as it would the local file's).
 fn read_sealed(path: &Path, from: u64) -> Result<Vec<u8>, ShipError> {
+    let (bytes, stop) = read_records(path, from)?;
+    if stop == Stop::End {
+        return Ok(bytes);
+    }
     let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut bytes = read_range(path, from, len.saturating_sub(from) as usize)?;
     bytes.truncate(written_len(&bytes));
@@ -425,26 +431,103 @@ fn read_sealed(path: &Path, from: u64) -> Result<Vec<u8>, ShipError> {
 /// The open segment's bytes from `from` (0, or the end of a record) to the end of its last whole record:
 /// the segment header too when `from` is 0. Empty when nothing new is whole.
 fn read_whole_records(path: &Path, from: u64) -> Result<Vec<u8>, ShipError> {
+    Ok(read_records(path, from)?.0)
+}
+
+/// Why [`read_records`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// Zeros (or the file's end): nothing was written after.
+    End,
+    /// A record that does not check: still being written, or damaged.
+    Bad,
+}
+
+/// Reads a segment from `from` (0: its header first) in steps, walking the records; returns the bytes up
+/// to the end of the last whole, checksummed record (empty if none) and why the walk stopped there.
+/// Reads only as far as the records go (a segment's pre-allocated zeros are not read past the first step).
+fn read_records(path: &Path, from: u64) -> Result<(Vec<u8>, Stop), ShipError> {
+    use std::os::unix::fs::FileExt;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Stop::End)),
+        Err(e) => return Err(ShipError::io("open", path)(e)),
+    };
     let records_from = if from == 0 { SEGMENT_HEADER_BYTES } else { 0 };
-    let mut data = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
     let mut end = records_from;
-    loop {
-        let chunk = read_range(path, from + data.len() as u64, READ_STEP_BYTES)?;
-        let at_eof = chunk.len() < READ_STEP_BYTES;
-        data.extend_from_slice(&chunk);
+    let stop = loop {
+        let filled = data.len();
+        data.resize(filled + READ_STEP_BYTES, 0);
+        let mut got = 0;
+        while got < READ_STEP_BYTES {
+            match file.read_at(&mut data[filled + got..], from + (filled + got) as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ShipError::io("read", path)(e)),
+            }
+        }
+        data.truncate(filled + got);
+        let at_eof = got < READ_STEP_BYTES;
         if data.len() < records_from || (from == 0 && data[..SEGMENT_HEADER_BYTES].iter().all(|&b| b == 0)) {
-            return Ok(Vec::new()); // no header yet: nothing written
+            return Ok((Vec::new(), Stop::End)); // no header yet: nothing written
         }
         end += whole_records_end(&data[end..]);
-        // A record cut by this read's end (not by the writer) needs the next read.
-        let cut_by_read = !at_eof && matches!(decode_frame(&data[end..]), Frame::Bad(BadFrame::Truncated));
-        if !cut_by_read {
-            break;
+        // A record (or header) cut by this read's end, not by the writer, needs the next read.
+        let rest = &data[end..];
+        if !at_eof && (rest.len() < crate::wal::record::HEADER_BYTES || decode_frame(rest) == Frame::Bad(BadFrame::Truncated)) {
+            continue;
         }
-    }
+        break match decode_frame(rest) {
+            Frame::End => Stop::End,
+            _ => Stop::Bad,
+        };
+    };
     if end == records_from {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), stop));
     }
     data.truncate(end);
-    Ok(data)
+    Ok((data, stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::record::append_frame;
+
+    /// A segment file: header, records of 8 KiB (crossing the 1 MiB read steps), then zeros.
+    fn segment(dir: &Path, records: usize) -> (PathBuf, Vec<u8>) {
+        let mut bytes = crate::wal::segment::encode_header(0, 1).to_vec();
+        for i in 0..records {
+            append_frame(&mut bytes, &vec![(i % 250) as u8 + 1; 8192], false);
+        }
+        let path = dir.join("00000000000000000001.log");
+        let mut file = bytes.clone();
+        file.resize(bytes.len() + (3 << 20), 0);
+        std::fs::write(&path, &file).unwrap();
+        (path, bytes)
+    }
+
+    #[test]
+    fn records_are_read_across_steps_up_to_the_last_whole_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, written) = segment(dir.path(), 300);
+        let (bytes, stop) = read_records(&path, 0).unwrap();
+        assert_eq!((bytes.len(), stop), (written.len(), Stop::End));
+        assert_eq!(bytes, written);
+        let from = (SEGMENT_HEADER_BYTES + 8200 * 130) as u64;
+        let (rest, stop) = read_records(&path, from).unwrap();
+        assert_eq!((rest.as_slice(), stop), (&written[from as usize..], Stop::End));
+        // A damaged record in the middle: the walk stops before it; a sealed segment still ships it all.
+        let mut damaged = std::fs::read(&path).unwrap();
+        damaged[SEGMENT_HEADER_BYTES + 8200 * 200 + 100] ^= 1;
+        std::fs::write(&path, &damaged).unwrap();
+        let (bytes, stop) = read_records(&path, 0).unwrap();
+        assert_eq!((bytes.len(), stop), (SEGMENT_HEADER_BYTES + 8200 * 200, Stop::Bad));
+        assert_eq!(read_sealed(&path, 0).unwrap().len(), written.len());
+        // Nothing written yet: nothing to ship.
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        assert!(read_records(&path, 0).unwrap().0.is_empty());
+    }
 }
