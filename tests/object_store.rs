@@ -65,7 +65,7 @@ fn a_killed_store_is_restored_with_every_event_acknowledged_before_the_last_roun
 
 fn config(dir: &Path, remote: &Path) -> tidelog::StoreConfig {
     let mut config = common::config(dir, 2, 100).segment_size_bytes(1 << 18).checkpoint_events(4000).checkpoint_interval_s(0);
-    config.object_store = Some(ObjectStoreConfig { url: file_url(remote), ship_interval_ms: 50 });
+    config.object_store = Some(ObjectStoreConfig { ship_interval_ms: 50, ..ObjectStoreConfig::new(file_url(remote)) });
     config
 }
 
@@ -162,4 +162,33 @@ fn a_reopened_store_ships_on_from_where_it_stopped() {
     let text = restore(&tmp.path().join("restored"), &file_url(&remote));
     assert!(text.contains("restored 6000 events"), "{text}");
     assert!(!text.contains("after a gap"), "{text}");
+}
+
+#[test]
+fn shipped_checkpoints_leave_the_local_disk_beyond_the_budget_and_come_back_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, remote) = (tmp.path().join("data"), tmp.path().join("remote"));
+    let tiered = |dir: &Path| {
+        let mut config = config(dir, &remote);
+        config.object_store.as_mut().unwrap().local_checkpoint_budget_bytes = Some(0);
+        config
+    };
+    let parquet_files = |dir: &Path| -> usize {
+        (0..2)
+            .map(|k| std::fs::read_dir(tidelog::layout::checkpoint_dir(dir, k)).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet")).count())
+            .sum()
+    };
+    let store = Store::open(tiered(&dir)).unwrap();
+    append_batches(&store, 200, "a");
+    wait_until("shipped checkpoints dropped locally", || {
+        parquet_files(&dir) == 0 && std::fs::read_dir(remote.join("shard-0/checkpoints")).is_ok_and(|d| d.count() > 1)
+    });
+    store.close().unwrap();
+    assert_eq!(parquet_files(&dir), 0, "a budget of 0 keeps no shipped checkpoint locally");
+    // Reopened, the store fetches what its manifests name before recovery loads it.
+    let store = Store::open(tiered(&dir)).unwrap();
+    let events: u64 = store.recovery_reports().iter().map(|r| r.events()).sum();
+    assert_eq!(events, 20_000);
+    assert!(store.recovery_reports().iter().all(|r| r.checkpoints.files > 0), "loaded from the fetched checkpoints");
+    store.close().unwrap();
 }

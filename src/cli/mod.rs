@@ -86,6 +86,15 @@ struct StoreArgs {
     #[cfg(feature = "object-store")]
     #[arg(long, global = true, env = "TIDELOG_SHIP_INTERVAL_MS", default_value_t = tidelog::ship::DEFAULT_SHIP_INTERVAL_MS)]
     ship_interval_ms: u32,
+    /// With --object-store: keep at most this many MiB of shipped checkpoint files on the local disk (the
+    /// oldest leave first; fetched back when the store opens). Default: keep all.
+    #[cfg(feature = "object-store")]
+    #[arg(long, global = true, env = "TIDELOG_LOCAL_CHECKPOINTS_MAX_MIB")]
+    local_checkpoints_max_mib: Option<u64>,
+    /// With --object-store: drop shipped checkpoint files older than this from the local disk, seconds.
+    #[cfg(feature = "object-store")]
+    #[arg(long, global = true, env = "TIDELOG_LOCAL_CHECKPOINTS_MAX_AGE_S")]
+    local_checkpoints_max_age_s: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,10 +108,12 @@ impl StoreArgs {
         let mut config = self.config();
         #[cfg(feature = "object-store")]
         {
-            config.object_store = self
-                .object_store
-                .clone()
-                .map(|url| tidelog::ship::ObjectStoreConfig { url, ship_interval_ms: self.ship_interval_ms.max(1) });
+            config.object_store = self.object_store.clone().map(|url| tidelog::ship::ObjectStoreConfig {
+                ship_interval_ms: self.ship_interval_ms.max(1),
+                local_checkpoint_budget_bytes: self.local_checkpoints_max_mib.map(|mib| mib << 20),
+                local_checkpoint_max_age_s: self.local_checkpoints_max_age_s,
+                ..tidelog::ship::ObjectStoreConfig::new(url)
+            });
         }
         let store = Store::open(config)?;
         for report in store.recovery_reports() {

@@ -233,7 +233,11 @@ impl Checkpointer {
         blocking(move || -> Result<(), CheckpointError> {
             for name in &names {
                 let path = dir.join(name);
-                std::fs::remove_file(&path).map_err(CheckpointError::io("remove", &path))?;
+                match std::fs::remove_file(&path) {
+                    // Already gone: tiering dropped its local copy (the object store has it).
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(CheckpointError::io("remove", &path)(e)),
+                    _ => {}
+                }
             }
             Ok(crate::durable::sync_dir(&dir)?)
         })

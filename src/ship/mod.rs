@@ -6,6 +6,7 @@
 //! checkpoints cover it.
 
 mod error;
+mod hydrate;
 pub mod remote;
 pub mod restore;
 mod scan;
@@ -15,6 +16,7 @@ mod status;
 use std::sync::Arc;
 
 pub use error::ShipError;
+pub use hydrate::fetch_missing_checkpoints;
 pub use remote::Remote;
 pub use restore::{download, RestoreReport};
 pub use status::{ShipStatus, ShipStatusSnapshot};
@@ -25,6 +27,22 @@ pub struct ObjectStoreConfig {
     pub url: String,
     /// The most an acknowledged append waits before a round ships it (the recovery point objective).
     pub ship_interval_ms: u32,
+    /// Tiering: shipped checkpoint files kept on the local disk, at most this many bytes (the oldest go
+    /// first); `None`: all. A dropped file is fetched back when the store opens.
+    pub local_checkpoint_budget_bytes: Option<u64>,
+    /// Tiering: shipped checkpoint files older than this are dropped from the local disk; `None`: never.
+    pub local_checkpoint_max_age_s: Option<u64>,
+}
+
+impl ObjectStoreConfig {
+    pub fn new(url: impl Into<String>) -> ObjectStoreConfig {
+        ObjectStoreConfig {
+            url: url.into(),
+            ship_interval_ms: DEFAULT_SHIP_INTERVAL_MS,
+            local_checkpoint_budget_bytes: None,
+            local_checkpoint_max_age_s: None,
+        }
+    }
 }
 
 pub const DEFAULT_SHIP_INTERVAL_MS: u32 = 1000;
@@ -45,7 +63,7 @@ impl ShipHandle {
     ) -> Result<ShipHandle, ShipError> {
         let remote = Remote::open(&config.url)?;
         let status = Arc::new(ShipStatus::new(&config.url, config.ship_interval_ms));
-        let shipper = shipper::Shipper::new(remote, data_dir, shards, status.clone(), config.ship_interval_ms);
+        let shipper = shipper::Shipper::new(remote, data_dir, shards, status.clone(), config);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = crate::side_runtime::side_runtime().spawn(shipper.run(stopped));
         Ok(ShipHandle { status, stop: Some(stop), task: Some(task) })

@@ -20,6 +20,7 @@ use super::error::ShipError;
 use super::remote::{self, parse_wal_name, Remote, WalObject};
 use super::scan::{whole_records_end, written_len};
 use super::status::ShipStatus;
+use super::ObjectStoreConfig;
 use crate::checkpoint::Manifest;
 use crate::shard::ShardShared;
 use crate::wal::record::{decode_frame, BadFrame, Frame};
@@ -48,6 +49,14 @@ pub struct Shipper {
     epochs_shipped: Option<Vec<u8>>,
     /// The time last written to SHIPPED.json.
     shipped_marked_us: Option<i64>,
+    tiering: Tiering,
+}
+
+/// Which shipped checkpoint files leave the local disk.
+#[derive(Clone, Copy)]
+struct Tiering {
+    budget_bytes: Option<u64>,
+    max_age_s: Option<u64>,
 }
 
 /// What one shard has in the object store (as far as this process knows).
@@ -76,7 +85,7 @@ struct SegmentShip {
 }
 
 impl Shipper {
-    pub fn new(remote: Remote, data_dir: PathBuf, shards: Vec<Arc<ShardShared>>, status: Arc<ShipStatus>, ship_interval_ms: u32) -> Shipper {
+    pub fn new(remote: Remote, data_dir: PathBuf, shards: Vec<Arc<ShardShared>>, status: Arc<ShipStatus>, config: &ObjectStoreConfig) -> Shipper {
         let shards = shards
             .into_iter()
             .enumerate()
@@ -89,7 +98,7 @@ impl Shipper {
                 manifest_shipped: None,
             })
             .collect();
-        Shipper { remote, data_dir, shards, status, ship_interval_ms, ready: false, epochs_shipped: None, shipped_marked_us: None }
+        Shipper { remote, data_dir, shards, status, ship_interval_ms: config.ship_interval_ms, ready: false, epochs_shipped: None, shipped_marked_us: None, tiering: Tiering { budget_bytes: config.local_checkpoint_budget_bytes, max_age_s: config.local_checkpoint_max_age_s } }
     }
 
     /// Ships every interval until `stop` fires, then once more (the shards are closed by then, so that
@@ -144,6 +153,7 @@ impl Shipper {
         for k in 0..self.shards.len() {
             self.ship_wal(k).await?;
             self.ship_checkpoints(k).await?;
+            self.drop_local_checkpoints(k).await?;
         }
         let epochs = read_optional(crate::layout::epochs_file(&self.data_dir)).await?;
         if let Some(epochs) = epochs.filter(|e| self.epochs_shipped.as_ref() != Some(e)) {
@@ -322,6 +332,51 @@ impl Shipper {
             for (offset, _) in parts {
                 self.delete(&remote::part_key(k, first, offset)).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Tiering: deletes local checkpoint files the object store holds (named by the shipped manifest)
+    /// beyond the size budget, oldest first, and those older than the age limit. The local manifest
+    /// still names them; the next open fetches them back (`hydrate.rs`).
+    async fn drop_local_checkpoints(&mut self, k: usize) -> Result<(), ShipError> {
+        let Tiering { budget_bytes, max_age_s } = self.tiering;
+        if budget_bytes.is_none() && max_age_s.is_none() {
+            return Ok(());
+        }
+        let Some(shipped) = self.shards[k].manifest_shipped.as_ref() else { return Ok(()) };
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(shipped) else { return Ok(()) };
+        let dir = self.shards[k].checkpoint_dir.clone();
+        let files: Vec<String> =
+            manifest.checkpoints.iter().map(|c| c.file.clone()).filter(|f| self.shards[k].checkpoints.contains(f)).collect();
+        let dropped = blocking(move || -> Result<u32, ShipError> {
+            // In position order, so the oldest events leave first.
+            let local: Vec<(PathBuf, u64, std::time::SystemTime)> = files
+                .iter()
+                .map(|f| dir.join(f))
+                .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m.len(), m.modified().unwrap_or(std::time::SystemTime::now()))))
+                .collect();
+            let mut total_bytes: u64 = local.iter().map(|l| l.1).sum();
+            let mut dropped = 0;
+            for (path, size_bytes, modified) in local {
+                let over_budget = budget_bytes.is_some_and(|b| total_bytes > b);
+                let too_old = max_age_s.is_some_and(|s| modified.elapsed().is_ok_and(|age| age.as_secs() > s));
+                if !over_budget && !too_old {
+                    continue;
+                }
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(ShipError::io("remove", &path)(e)),
+                }
+                total_bytes -= size_bytes;
+                dropped += 1;
+            }
+            Ok(dropped)
+        })
+        .await?;
+        if dropped > 0 {
+            tracing::debug!(shard = k, dropped, "shipped checkpoint files dropped from the local disk");
         }
         Ok(())
     }

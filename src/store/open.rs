@@ -34,6 +34,12 @@ impl Store {
             .filter(|ids: &Vec<usize>| !ids.is_empty())
             .unwrap_or_else(|| vec![0]);
         let meta = meta::load_or_create(dir, config.shards, cores.len())?;
+        // Tiering may have dropped local copies of shipped checkpoints: recovery needs them back.
+        #[cfg(feature = "object-store")]
+        if let Some(object_store) = &config.object_store {
+            crate::ship::fetch_missing_checkpoints(&object_store.url, dir, meta.shards)
+                .map_err(|e| Error::ObjectStore(format!("fetching checkpoints the local disk dropped: {e}")))?;
+        }
         let online = glommio::CpuSet::online().ok();
 
         let mut shards = Vec::with_capacity(meta.shards);
