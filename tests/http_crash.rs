@@ -36,15 +36,7 @@ fn sigkill_under_http_load_loses_no_acknowledged_event() {
                     let reply = try_request(addr, "POST", "/api/v1/events", Some("application/json"), body.to_string().as_bytes());
                     if let Some(reply) = reply {
                         if reply.status == 200 {
-                            let ack = reply.json();
-                            acked.lock().unwrap().push(Ack {
-                                id: ack["event_id"].as_str().unwrap().parse().unwrap(),
-                                tenant: tidelog::DEFAULT_TENANT.into(),
-                                entity,
-                                version: ack["version"].as_u64().unwrap(),
-                                payload: Some(payload),
-                                seen_us: tidelog::time::now_us(),
-                            });
+                            acked.lock().unwrap().push(Ack::of_reply(&reply.json(), entity, payload));
                         }
                     }
                     n += 1;

@@ -93,17 +93,7 @@ fn a_killed_server_is_restored_from_s3_after_the_object_store_went_down_and_up()
                 let payload = json!({ "n": n, "pad": "x".repeat(200) });
                 let body = json!({"event_type": "tick", "entity_id": entity, "payload": payload});
                 match try_request(addr, "POST", "/api/v1/events", Some("application/json"), body.to_string().as_bytes()) {
-                    Some(reply) if reply.status == 200 => {
-                        let ack = reply.json();
-                        acked.lock().unwrap().push(Ack {
-                            id: ack["event_id"].as_str().unwrap().parse().unwrap(),
-                            tenant: tidelog::DEFAULT_TENANT.into(),
-                            entity,
-                            version: ack["version"].as_u64().unwrap(),
-                            payload: Some(payload),
-                            seen_us: tidelog::time::now_us(),
-                        });
-                    }
+                    Some(reply) if reply.status == 200 => acked.lock().unwrap().push(Ack::of_reply(&reply.json(), entity, payload)),
                     Some(_) => {
                         refused.fetch_add(1, Ordering::Relaxed);
                     }

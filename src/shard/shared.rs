@@ -211,13 +211,16 @@ impl ShardShared {
 
     /// The store ships to an object store: from now on WAL segments wait for shipped checkpoints. Set
     /// before the shard starts.
+    #[cfg(feature = "object-store")]
     pub(crate) fn require_remote_cover(&self) {
         self.remote_cover.store(0, Ordering::Release);
     }
 
-    /// The shipped checkpoints now cover `position` (never goes back).
+    /// The shipped checkpoints now cover `position`. Set by the shipper alone; it can go back, when
+    /// recovery set a damaged checkpoint aside and the smaller manifest was shipped.
+    #[cfg(feature = "object-store")]
     pub(crate) fn set_remote_cover(&self, position: u64) {
-        self.remote_cover.fetch_max(position, Ordering::AcqRel);
+        self.remote_cover.store(position, Ordering::Release);
     }
 
     /// See `remote_cover` (the field).

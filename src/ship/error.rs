@@ -24,7 +24,7 @@ pub enum ShipError {
     #[error("{url} holds another store (its tidelog.json differs from this data directory's): not shipping there")]
     OtherStore { url: String },
     #[error("{0}")]
-    Restore(String),
+    Failed(String),
 }
 
 /// An error and its causes, `: `-separated (the HTTP client's own message alone, "builder error", says

@@ -1,5 +1,6 @@
 //! Object storage: the data directory's history shipped to `s3://BUCKET/PREFIX` (or `file:///DIR`), and
-//! rebuilt from there (`tidelog restore`). See docs/OBJECT-STORE.md and docs/FORMAT.md ("Object store").
+//! rebuilt from there (`tidelog restore`). See the README ("Object storage") and docs/FORMAT.md ("Object
+//! store").
 //!
 //! The shipper runs beside the shards on the side runtime and only reads the files they write; the
 //! shards wait for nothing it does, except that a shard keeps a WAL segment until the shipped

@@ -41,11 +41,11 @@ pub async fn download(remote: &Remote, data_dir: &Path) -> Result<RestoreReport,
     let mut report = RestoreReport { from: remote.url.clone(), data_dir: data_dir.to_path_buf(), ..RestoreReport::default() };
     let meta = get(remote, &Key::from(remote::META_KEY))
         .await?
-        .ok_or_else(|| ShipError::Restore(format!("{} holds no tidelog store (no {})", remote.url, remote::META_KEY)))?;
+        .ok_or_else(|| ShipError::Failed(format!("{} holds no tidelog store (no {})", remote.url, remote::META_KEY)))?;
     let shards = serde_json::from_slice::<serde_json::Value>(&meta)
         .ok()
         .and_then(|v| v.get("shards").and_then(|s| s.as_u64()))
-        .ok_or_else(|| ShipError::Restore(format!("{} in {} is not a tidelog.json", remote::META_KEY, remote.url)))?;
+        .ok_or_else(|| ShipError::Failed(format!("{} in {} is not a tidelog.json", remote::META_KEY, remote.url)))?;
     if let Some(shipped) = get(remote, &Key::from(remote::SHIPPED_KEY)).await? {
         report.shipped_through_us =
             serde_json::from_slice::<serde_json::Value>(&shipped).ok().and_then(|v| v.get("shipped_through_us").and_then(|t| t.as_i64()));
@@ -56,11 +56,11 @@ pub async fn download(remote: &Remote, data_dir: &Path) -> Result<RestoreReport,
         let manifest = get(remote, &Key::from(format!("{}/{}", remote::checkpoint_prefix(k), crate::layout::MANIFEST_FILE))).await?;
         if let Some(manifest) = manifest {
             let parsed: crate::checkpoint::Manifest = serde_json::from_slice(&manifest)
-                .map_err(|e| ShipError::Restore(format!("shard {k}'s shipped manifest: {e}")))?;
+                .map_err(|e| ShipError::Failed(format!("shard {k}'s shipped manifest: {e}")))?;
             for c in &parsed.checkpoints {
                 let data = get(remote, &remote::checkpoint_key(k, &c.file))
                     .await?
-                    .ok_or_else(|| ShipError::Restore(format!("shard {k}: checkpoint {} is named but missing", c.file)))?;
+                    .ok_or_else(|| ShipError::Failed(format!("shard {k}: checkpoint {} is named but missing", c.file)))?;
                 write(&mut report, checkpoint_dir.join(&c.file), data, 0).await?;
                 shard.checkpoints += 1;
             }
@@ -82,7 +82,12 @@ pub async fn download(remote: &Remote, data_dir: &Path) -> Result<RestoreReport,
                     shard.parts_skipped += 1;
                     continue;
                 }
-                data.extend(get(remote, &remote::part_key(k, first, offset)).await?.unwrap_or_default());
+                let key = remote::part_key(k, first, offset);
+                // Listed, then gone: the source is still shipping (and cleaning up); restore again.
+                let part = get(remote, &key).await?.ok_or_else(|| {
+                    ShipError::Failed(format!("{key} was listed but is gone: is the source still shipping? Restore again"))
+                })?;
+                data.extend(part);
             }
             if !data.is_empty() {
                 write(&mut report, crate::wal::segment::segment_path(&wal_dir, first), data, PAD_BYTES).await?;

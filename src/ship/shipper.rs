@@ -82,7 +82,15 @@ struct SegmentShip {
     /// Ship again from offset 0, replacing every part: the segment was the newest when this process
     /// started, and recovery may have cut its tail.
     reship: bool,
+    /// Where the last read of the open segment stopped, and for how many rounds in a row it stopped
+    /// there at a record that does not check.
+    last_end: u64,
+    stuck_rounds: u32,
 }
+
+/// Rounds stopped at the same bad record before it is reported as damage.
+const STUCK_ROUNDS: u32 = 5;
+
 
 impl Shipper {
     pub fn new(remote: Remote, data_dir: PathBuf, shards: Vec<Arc<ShardShared>>, status: Arc<ShipStatus>, config: &ObjectStoreConfig) -> Shipper {
@@ -108,7 +116,13 @@ impl Shipper {
         let mut failures: u32 = 0;
         loop {
             let started = Instant::now();
-            if self.round_reported().await {
+            // A round in progress is abandoned when the store closes (a round is idempotent): the last
+            // round below then ships everything, within its time limit.
+            let ok = tokio::select! {
+                ok = self.round_reported() => ok,
+                _ = &mut stop => break,
+            };
+            if ok {
                 failures = 0;
             } else {
                 failures = failures.saturating_add(1);
@@ -175,7 +189,7 @@ impl Shipper {
     /// Checks that the prefix is this store's (or empty) and reads what is already there.
     async fn prepare(&mut self) -> Result<(), ShipError> {
         let meta_path = crate::layout::meta_file(&self.data_dir);
-        let local = read_optional(meta_path.clone()).await?.ok_or_else(|| ShipError::Restore(format!("{} is missing", meta_path.display())))?;
+        let local = read_optional(meta_path.clone()).await?.ok_or_else(|| ShipError::Failed(format!("{} is missing", meta_path.display())))?;
         let key = Key::from(remote::META_KEY);
         match self.remote.store.get(&key).await {
             Ok(found) => {
@@ -199,18 +213,26 @@ impl Shipper {
                 segment.parts.sort_unstable();
                 segment.shipped_bytes = contiguous_end(&segment.parts);
             }
-            // The newest local segment may have lost its tail to recovery: shipped again from its start.
             let wal_dir = shard.wal_dir.clone();
             let local = blocking(move || list_segments(&wal_dir).map_err(ShipError::io("list", &wal_dir))).await?;
-            let shard = &mut self.shards[k];
-            if let Some((newest, _)) = local.last() {
-                shard.segments.entry(*newest).or_default().reship = true;
+            // The newest local segment may have lost its tail to recovery: shipped again from its start.
+            let newest = local.last().map(|s| s.0);
+            if let Some(newest) = newest {
+                self.shards[k].segments.entry(newest).or_default().reship = true;
             }
-            for (name, _) in list(&*self.remote.store, &remote::checkpoint_prefix(k)).await? {
-                if name.ends_with(".parquet") {
-                    shard.checkpoints.insert(name);
+            // Parts of segments after the newest local one are of a lost future (a power cut lost a
+            // segment a round had shipped unsynced records of; its positions are written again, into a
+            // segment of the same name): deleted, never continued.
+            let lost: Vec<u64> = self.shards[k].segments.keys().copied().filter(|&f| newest.is_none_or(|n| f > n)).collect();
+            for first in lost {
+                let parts = self.shards[k].segments.remove(&first).map(|s| s.parts).unwrap_or_default();
+                for (offset, _) in parts {
+                    self.delete(&remote::part_key(k, first, offset)).await?;
                 }
             }
+            let checkpoints = list(&*self.remote.store, &remote::checkpoint_prefix(k)).await?;
+            let shard = &mut self.shards[k];
+            shard.checkpoints.extend(checkpoints.into_iter().map(|c| c.0).filter(|name| name.ends_with(".parquet")));
             let key = Key::from(format!("{}/{}", remote::checkpoint_prefix(k), crate::layout::MANIFEST_FILE));
             match self.remote.store.get(&key).await {
                 Ok(found) => {
@@ -244,16 +266,28 @@ impl Shipper {
             let from = if segment.reship { 0 } else { segment.shipped_bytes };
             let path = path.clone();
             // A sealed segment is never written again: all of it goes. The open one: its whole records.
-            let bytes = match next {
-                Some(_) => blocking(move || read_sealed(&path, from)).await?,
-                None => blocking(move || read_whole_records(&path, from)).await?,
+            let (bytes, stop) = match next {
+                Some(_) => (blocking(move || read_sealed(&path, from)).await?, Stop::End),
+                None => blocking(move || read_records(&path, from)).await?,
             };
+            let end = from + bytes.len() as u64;
             if !bytes.is_empty() {
                 self.ship_part(k, *first, from, bytes).await?;
             }
             let segment = self.shards[k].segments.get_mut(first).expect("entry made above");
             segment.done = next.is_some();
-            if segment.parts.len() >= MAX_PARTS {
+            // A record that does not check, at the same place round after round, is damage (kept by
+            // recovery's skip policy), not a write being copied in: said, since nothing after it ships
+            // until the segment is sealed.
+            segment.stuck_rounds = if stop == Stop::Bad && segment.last_end == end { segment.stuck_rounds + 1 } else { 0 };
+            segment.last_end = end;
+            if segment.stuck_rounds >= STUCK_ROUNDS {
+                return Err(ShipError::Failed(format!(
+                    "shard {k}: the record at offset {end} of WAL segment {first:020}.log does not check (damaged?); \
+                     nothing after it is shipped until the segment is sealed"
+                )));
+            }
+            if segment.parts.len() >= MAX_PARTS && !segment.reship {
                 self.merge_parts(k, *first).await?;
             }
         }
@@ -264,17 +298,21 @@ impl Shipper {
     async fn ship_part(&mut self, k: usize, first: u64, offset: u64, bytes: Vec<u8>) -> Result<(), ShipError> {
         let size_bytes = bytes.len() as u64;
         self.put(&remote::part_key(k, first, offset), bytes).await?;
+        if offset == 0 {
+            // Each stale part is forgotten only once it is deleted: one left behind (a failed delete) is
+            // deleted by the next try, which ships part 0 again (nothing below advances until then).
+            let stale: Vec<u64> = self.shards[k].segments[&first].parts.iter().map(|p| p.0).filter(|&o| o != 0).collect();
+            for stale_offset in stale {
+                self.delete(&remote::part_key(k, first, stale_offset)).await?;
+                self.shards[k].segments.get_mut(&first).expect("known segment").parts.retain(|p| p.0 != stale_offset);
+            }
+        }
         let segment = self.shards[k].segments.get_mut(&first).expect("known segment");
-        let stale: Vec<u64> = match offset {
-            0 => segment.parts.drain(..).map(|p| p.0).filter(|&o| o != 0).collect(),
-            _ => Vec::new(),
-        };
+        segment.parts.retain(|p| p.0 != offset);
         segment.parts.push((offset, size_bytes));
+        segment.parts.sort_unstable();
         segment.shipped_bytes = offset + size_bytes;
         segment.reship = false;
-        for offset in stale {
-            self.delete(&remote::part_key(k, first, offset)).await?;
-        }
         Ok(())
     }
 
@@ -298,7 +336,7 @@ impl Shipper {
         }
         let manifest: Manifest = match serde_json::from_slice(&bytes) {
             Ok(m) => m,
-            Err(e) => return Err(ShipError::Restore(format!("{}: {e}", crate::layout::manifest_file(&dir).display()))),
+            Err(e) => return Err(ShipError::Failed(format!("{}: {e}", crate::layout::manifest_file(&dir).display()))),
         };
         // The files first, then the manifest naming them: a reader of the object store never finds a
         // manifest naming a file that is not there.
@@ -320,7 +358,15 @@ impl Shipper {
         // What the shipped manifest makes redundant there: files a compaction replaced, and segments
         // every record of which it covers.
         let named: HashSet<&str> = manifest.checkpoints.iter().map(|c| c.file.as_str()).collect();
-        let replaced: Vec<String> = shard.checkpoints.iter().filter(|f| !named.contains(f.as_str())).cloned().collect();
+        // Only files a named file's range covers (a compaction merged them): a manifest that names fewer
+        // (recovery set a damaged file aside) must not take the shipped copies with it.
+        let merged_into_named = |file: &str| {
+            crate::checkpoint::parse_checkpoint_name(file).is_some_and(|(first, last)| {
+                manifest.checkpoints.iter().any(|c| c.first_position <= first && last <= c.last_position)
+            })
+        };
+        let replaced: Vec<String> =
+            shard.checkpoints.iter().filter(|f| !named.contains(f.as_str()) && merged_into_named(f)).cloned().collect();
         let firsts: Vec<u64> = shard.segments.keys().copied().collect();
         let covered: Vec<u64> = firsts.windows(2).filter(|w| w[1] <= cover.saturating_add(1)).map(|w| w[0]).collect();
         for file in replaced {
@@ -422,7 +468,7 @@ pub(crate) async fn list(store: &dyn ObjectStore, prefix: &Key) -> Result<Vec<(S
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ShipError> + Send + 'static) -> Result<T, ShipError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ShipError::Restore(format!("a file task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| ShipError::Failed(format!("a file task failed: {e}")))?
 }
 
 /// The file's bytes, or `None` if it does not exist.
@@ -481,12 +527,6 @@ fn read_sealed(path: &Path, from: u64) -> Result<Vec<u8>, ShipError> {
     let mut bytes = read_range(path, from, len.saturating_sub(from) as usize)?;
     bytes.truncate(written_len(&bytes));
     Ok(bytes)
-}
-
-/// The open segment's bytes from `from` (0, or the end of a record) to the end of its last whole record:
-/// the segment header too when `from` is 0. Empty when nothing new is whole.
-fn read_whole_records(path: &Path, from: u64) -> Result<Vec<u8>, ShipError> {
-    Ok(read_records(path, from)?.0)
 }
 
 /// Why [`read_records`] stopped.

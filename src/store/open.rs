@@ -209,8 +209,9 @@ impl Store {
             }
         }
         // The shards are closed, everything they wrote is in the files: the shipper's last round ships it.
+        // Taken out of the mutex first: a /health on a shard reads the status under it meanwhile.
         #[cfg(feature = "object-store")]
-        if let Some(shipper) = self.inner.shipper.lock().unwrap().as_mut() {
+        if let Some(mut shipper) = self.inner.shipper.lock().unwrap().take() {
             shipper.finish();
         }
         self.join_executors();
@@ -222,7 +223,7 @@ impl Store {
     pub fn halt(&self) {
         self.stop_sending();
         #[cfg(feature = "object-store")]
-        if let Some(shipper) = self.inner.shipper.lock().unwrap().as_mut() {
+        if let Some(mut shipper) = self.inner.shipper.lock().unwrap().take() {
             shipper.abort();
         }
         control_every_shard(&self.inner.shards, |_: oneshot::Sender<()>| ShardMsg::Halt);

@@ -36,6 +36,21 @@ pub struct Ack {
     pub seen_us: i64,
 }
 
+impl Ack {
+    /// The server's answer (`{"event_id", "version", ...}`) to a single-event POST of `payload` for
+    /// `entity` in the default tenant, seen now.
+    pub fn of_reply(reply: &serde_json::Value, entity: String, payload: serde_json::Value) -> Ack {
+        Ack {
+            id: reply["event_id"].as_str().unwrap().parse().unwrap(),
+            tenant: tidelog::DEFAULT_TENANT.into(),
+            entity,
+            version: reply["version"].as_u64().unwrap(),
+            payload: Some(payload),
+            seen_us: tidelog::time::now_us(),
+        }
+    }
+}
+
 /// Parses `ack <id> <tenant> <entity> <version>`. A line cut short by a kill has no trailing fields and
 /// is not an acknowledgement.
 pub fn parse_ack(line: &str) -> Option<Ack> {
