@@ -21,7 +21,9 @@ pub fn fetch_missing_checkpoints(url: &str, data_dir: &Path, shards: usize) -> R
         return Ok(0);
     }
     let remote = Remote::open(url)?;
-    crate::side_runtime::side_runtime().block_on(async {
+    // On a thread of its own: `Store::open` may be called from inside a tokio runtime (an application's),
+    // where blocking on another runtime is refused.
+    let fetch = || crate::side_runtime::side_runtime().block_on(async {
         use object_store::ObjectStore;
         for (k, dir, file) in &missing {
             let key = remote::checkpoint_key(*k, file);
@@ -31,5 +33,6 @@ pub fn fetch_missing_checkpoints(url: &str, data_dir: &Path, shards: usize) -> R
             tracing::info!(shard = k, file = %file, size_bytes = bytes.len(), "checkpoint fetched from the object store");
         }
         Ok(missing.len() as u32)
-    })
+    });
+    std::thread::scope(|s| s.spawn(fetch).join()).map_err(|_| ShipError::Failed("fetching checkpoints panicked".into()))?
 }
