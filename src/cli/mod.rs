@@ -95,6 +95,11 @@ struct StoreArgs {
     #[cfg(feature = "object-store")]
     #[arg(long, global = true, env = "TIDELOG_LOCAL_CHECKPOINTS_MAX_AGE_S")]
     local_checkpoints_max_age_s: Option<u64>,
+    /// With --object-store: the Delta Lake table each shipped checkpoint is appended to (s3://... or
+    /// file://...; nodes may share one), or `off`. Default: <object store>/tables/events.
+    #[cfg(feature = "object-store")]
+    #[arg(long, global = true, env = "TIDELOG_DELTA_TABLE")]
+    delta_table: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,7 +117,12 @@ impl StoreArgs {
                 ship_interval_ms: self.ship_interval_ms.max(1),
                 local_checkpoint_budget_bytes: self.local_checkpoints_max_mib.map(|mib| mib << 20),
                 local_checkpoint_max_age_s: self.local_checkpoints_max_age_s,
-                ..tidelog::ship::ObjectStoreConfig::new(url)
+                delta_table: match self.delta_table.as_deref() {
+                    Some("off") => None,
+                    Some(table) => Some(table.to_string()),
+                    None => Some(tidelog::ship::default_delta_table(&url)),
+                },
+                ..tidelog::ship::ObjectStoreConfig::new(url.clone())
             });
         }
         let store = Store::open(config)?;

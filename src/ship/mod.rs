@@ -6,6 +6,7 @@
 //! shards wait for nothing it does, except that a shard keeps a WAL segment until the shipped
 //! checkpoints cover it.
 
+mod delta;
 mod error;
 mod hydrate;
 pub mod remote;
@@ -33,12 +34,17 @@ pub struct ObjectStoreConfig {
     pub local_checkpoint_budget_bytes: Option<u64>,
     /// Tiering: shipped checkpoint files older than this are dropped from the local disk; `None`: never.
     pub local_checkpoint_max_age_s: Option<u64>,
+    /// The Delta Lake table each shipped checkpoint is appended to (`s3://...` or `file://...`); `None`:
+    /// no table. Default: `<url>/tables/events`.
+    pub delta_table: Option<String>,
 }
 
 impl ObjectStoreConfig {
     pub fn new(url: impl Into<String>) -> ObjectStoreConfig {
+        let url = url.into();
         ObjectStoreConfig {
-            url: url.into(),
+            delta_table: Some(default_delta_table(&url)),
+            url,
             ship_interval_ms: DEFAULT_SHIP_INTERVAL_MS,
             local_checkpoint_budget_bytes: None,
             local_checkpoint_max_age_s: None,
@@ -47,6 +53,13 @@ impl ObjectStoreConfig {
 }
 
 pub const DEFAULT_SHIP_INTERVAL_MS: u32 = 1000;
+
+/// The Delta table's place when none is given: `tables/events` under the store's prefix.
+pub fn default_delta_table(url: &str) -> String {
+    format!("{}/{}", url.trim_end_matches('/'), DELTA_TABLE_PATH)
+}
+
+pub const DELTA_TABLE_PATH: &str = "tables/events";
 
 /// The running shipper of a store.
 pub struct ShipHandle {
@@ -63,7 +76,7 @@ impl ShipHandle {
         shards: Vec<Arc<crate::shard::ShardShared>>,
     ) -> Result<ShipHandle, ShipError> {
         let remote = Remote::open(&config.url)?;
-        let status = Arc::new(ShipStatus::new(&config.url, config.ship_interval_ms));
+        let status = Arc::new(ShipStatus::new(&config.url, config.ship_interval_ms, config.delta_table.clone()));
         let shipper = shipper::Shipper::new(remote, data_dir, shards, status.clone(), config);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = crate::side_runtime::side_runtime().spawn(shipper.run(stopped));

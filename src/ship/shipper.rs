@@ -17,6 +17,7 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, PutPayload};
 
 use super::error::ShipError;
+use super::delta::DeltaSink;
 use super::remote::{self, parse_wal_name, Remote, WalObject};
 use super::scan::{whole_records_end, written_len};
 use super::status::ShipStatus;
@@ -50,6 +51,9 @@ pub struct Shipper {
     /// The time last written to SHIPPED.json.
     shipped_marked_us: Option<i64>,
     tiering: Tiering,
+    /// The Delta table's URL, and its writer once the store's id is read (`prepare`).
+    delta_url: Option<String>,
+    delta: Option<DeltaSink>,
 }
 
 /// Which shipped checkpoint files leave the local disk.
@@ -106,7 +110,7 @@ impl Shipper {
                 manifest_shipped: None,
             })
             .collect();
-        Shipper { remote, data_dir, shards, status, ship_interval_ms: config.ship_interval_ms, ready: false, epochs_shipped: None, shipped_marked_us: None, tiering: Tiering { budget_bytes: config.local_checkpoint_budget_bytes, max_age_s: config.local_checkpoint_max_age_s } }
+        Shipper { remote, data_dir, shards, status, ship_interval_ms: config.ship_interval_ms, ready: false, epochs_shipped: None, shipped_marked_us: None, tiering: Tiering { budget_bytes: config.local_checkpoint_budget_bytes, max_age_s: config.local_checkpoint_max_age_s }, delta_url: config.delta_table.clone(), delta: None }
     }
 
     /// Ships every interval until `stop` fires, then once more (the shards are closed by then, so that
@@ -167,6 +171,7 @@ impl Shipper {
         for k in 0..self.shards.len() {
             self.ship_wal(k).await?;
             self.ship_checkpoints(k).await?;
+            self.append_to_delta(k).await?;
             self.drop_local_checkpoints(k).await?;
         }
         let epochs = read_optional(crate::layout::epochs_file(&self.data_dir)).await?;
@@ -198,8 +203,15 @@ impl Shipper {
                     return Err(ShipError::OtherStore { url: self.remote.url.clone() });
                 }
             }
-            Err(object_store::Error::NotFound { .. }) => self.put(&key, local).await?,
+            Err(object_store::Error::NotFound { .. }) => self.put(&key, local.clone()).await?,
             Err(e) => return Err(ShipError::remote("read", &key)(e)),
+        }
+        if let Some(url) = self.delta_url.as_deref() {
+            let store_id = serde_json::from_slice::<serde_json::Value>(&local)
+                .ok()
+                .and_then(|v| v.get("id_salt").map(|s| s.to_string().trim_matches('"').to_string()))
+                .ok_or_else(|| ShipError::Failed(format!("{} has no id_salt", meta_path.display())))?;
+            self.delta = Some(DeltaSink::new(url, &store_id, self.shards.len())?);
         }
         for k in 0..self.shards.len() {
             let wal = list(&*self.remote.store, &remote::wal_prefix(k)).await?;
@@ -377,6 +389,32 @@ impl Shipper {
             let parts = self.shards[k].segments.remove(&first).map(|s| s.parts).unwrap_or_default();
             for (offset, _) in parts {
                 self.delete(&remote::part_key(k, first, offset)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the events of shipped checkpoint files the Delta table does not hold yet, a commit per file,
+    /// in position order. A file tiering dropped from the local disk is read from the object store.
+    async fn append_to_delta(&mut self, k: usize) -> Result<(), ShipError> {
+        let Some(delta) = self.delta.as_mut() else { return Ok(()) };
+        let Some(shipped) = self.shards[k].manifest_shipped.as_ref() else { return Ok(()) };
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(shipped) else { return Ok(()) };
+        let committed = delta.committed(k).await?;
+        let mut files = manifest.checkpoints.clone();
+        files.sort_by_key(|c| c.first_position);
+        for c in files.into_iter().filter(|c| c.last_position > committed) {
+            let bytes = match read_optional(self.shards[k].checkpoint_dir.join(&c.file)).await? {
+                Some(bytes) => Bytes::from(bytes),
+                None => {
+                    let key = remote::checkpoint_key(k, &c.file);
+                    let found = self.remote.store.get(&key).await.map_err(ShipError::remote("read", &key))?;
+                    found.bytes().await.map_err(ShipError::remote("read", &key))?
+                }
+            };
+            let events = delta.append(k, bytes, c.last_position).await?;
+            if events > 0 {
+                self.status.delta_committed(events);
             }
         }
         Ok(())

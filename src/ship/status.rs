@@ -19,6 +19,9 @@ pub struct ShipStatus {
     uploaded_bytes: AtomicU64,
     uploaded_objects: AtomicU64,
     deleted_objects: AtomicU64,
+    delta_table: Option<String>,
+    delta_events: AtomicU64,
+    delta_commits: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,10 +41,15 @@ pub struct ShipStatusSnapshot {
     pub uploaded_bytes: u64,
     pub uploaded_objects: u64,
     pub deleted_objects: u64,
+    /// The Delta Lake table appended to at each shipped checkpoint, if any.
+    pub delta_table: Option<String>,
+    /// Events and commits this process appended to it.
+    pub delta_events_appended: u64,
+    pub delta_commits: u64,
 }
 
 impl ShipStatus {
-    pub fn new(url: &str, ship_interval_ms: u32) -> ShipStatus {
+    pub fn new(url: &str, ship_interval_ms: u32, delta_table: Option<String>) -> ShipStatus {
         ShipStatus {
             url: url.to_string(),
             ship_interval_ms,
@@ -53,6 +61,9 @@ impl ShipStatus {
             uploaded_bytes: AtomicU64::new(0),
             uploaded_objects: AtomicU64::new(0),
             deleted_objects: AtomicU64::new(0),
+            delta_table,
+            delta_events: AtomicU64::new(0),
+            delta_commits: AtomicU64::new(0),
         }
     }
 
@@ -80,6 +91,11 @@ impl ShipStatus {
         self.deleted_objects.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn delta_committed(&self, events: u64) {
+        self.delta_events.fetch_add(events, Ordering::Relaxed);
+        self.delta_commits.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> ShipStatusSnapshot {
         let through = self.shipped_through_us.load(Ordering::Relaxed);
         let since = if through > 0 { through } else { self.started_us };
@@ -96,6 +112,9 @@ impl ShipStatus {
             uploaded_bytes: self.uploaded_bytes.load(Ordering::Relaxed),
             uploaded_objects: self.uploaded_objects.load(Ordering::Relaxed),
             deleted_objects: self.deleted_objects.load(Ordering::Relaxed),
+            delta_table: self.delta_table.clone(),
+            delta_events_appended: self.delta_events.load(Ordering::Relaxed),
+            delta_commits: self.delta_commits.load(Ordering::Relaxed),
         }
     }
 }
