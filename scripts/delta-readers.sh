@@ -2,10 +2,11 @@
 # Reads tidelog's Delta Lake table with two readers that share no code with tidelog: Python `deltalake`
 # (delta-rs) and DuckDB (`delta_scan`, with the delta and httpfs extensions loaded from the files of the
 # PyPI packages duckdb-ext-delta and duckdb-ext-httpfs). Prints, as JSON, the events per tenant each
-# reader counts, and exits 1 if they differ (or, with --expect FILE, a JSON {tenant: count}, from that).
+# reader counts, and exits 1 if they differ, if an event is in the table twice, or if the counts differ
+# from --expect FILE (a JSON {tenant: count}) or --expect-rows N.
 # The readers come from PyPI into target/delta-venv on first use.
 #
-#   scripts/delta-readers.sh TABLE_URL [--expect FILE]
+#   scripts/delta-readers.sh TABLE_URL [--expect FILE] [--expect-rows N]
 #
 # TABLE_URL: s3://BUCKET/PATH (credentials and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 # AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, as tidelog reads them) or file:///DIR.

@@ -2,9 +2,9 @@
 """Counts the events per tenant in tidelog's Delta Lake table with Python deltalake and with DuckDB.
 
 Run by scripts/delta-readers.sh (which makes the venv):
-    delta_read.py TABLE_URL [--expect FILE]
-Prints {"deltalake": {tenant: n}, "duckdb": {tenant: n}, "rows": n}; exits 1 if the readers differ, or
-differ from FILE's {tenant: n} when --expect is given.
+    delta_read.py TABLE_URL [--expect FILE] [--expect-rows N]
+Prints {"deltalake": {tenant: n}, "duckdb": {tenant: n}, "rows": n, "duplicates": n}; exits 1 if the readers
+differ, if an event is there twice, or if the counts differ from FILE's {tenant: n} or from N.
 """
 
 import argparse
@@ -63,19 +63,29 @@ def with_duckdb(url):
     rows = con.execute(
         "SELECT tenant_id, count(*) FROM delta_scan(?) GROUP BY tenant_id", [location]
     ).fetchall()
-    return {t: n for t, n in rows}
+    # An event is in the table once: its id (unique in its tenant) appears once.
+    (duplicates,) = con.execute(
+        "SELECT count(*) - count(DISTINCT (tenant_id, id)) FROM delta_scan(?)", [location]
+    ).fetchone()
+    return {t: n for t, n in rows}, duplicates
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
     parser.add_argument("--expect")
+    parser.add_argument("--expect-rows", type=int)
     args = parser.parse_args()
     by_deltalake, version = with_deltalake(args.url)
-    by_duckdb = with_duckdb(args.url)
-    print(json.dumps({"deltalake": by_deltalake, "duckdb": by_duckdb, "rows": sum(by_deltalake.values()), "table_version": version}, sort_keys=True))
+    by_duckdb, duplicates = with_duckdb(args.url)
+    rows = sum(by_deltalake.values())
+    print(json.dumps({"deltalake": by_deltalake, "duckdb": by_duckdb, "rows": rows, "duplicates": duplicates, "table_version": version}, sort_keys=True))
     if by_deltalake != by_duckdb:
         sys.exit("the readers differ")
+    if duplicates:
+        sys.exit(f"{duplicates} events are in the table more than once")
+    if args.expect_rows is not None and rows != args.expect_rows:
+        sys.exit(f"the table holds {rows} events, {args.expect_rows} expected")
     if args.expect:
         with open(args.expect) as f:
             expected = json.load(f)

@@ -192,3 +192,44 @@ fn shipped_checkpoints_leave_the_local_disk_beyond_the_budget_and_come_back_at_o
     assert!(store.recovery_reports().iter().all(|r| r.checkpoints.files > 0), "loaded from the fetched checkpoints");
     store.close().unwrap();
 }
+
+/// The Delta table of the history (`PREFIX/tables/events`) gets each checkpointed event once, however the
+/// shipper's commits and the kills interleave: two loads SIGKILLed mid-stream (checkpoints every 3,000
+/// events, so commits are under way when the kill comes), then a clean open and close, which checkpoints
+/// and ships the rest. Python deltalake and DuckDB (`scripts/delta-readers.sh`) then count exactly the
+/// events the checkpoints hold, none twice.
+#[test]
+fn killed_loads_append_every_checkpointed_event_to_the_delta_table_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, remote) = (tmp.path().join("data"), tmp.path().join("remote"));
+    let url = file_url(&remote);
+    let seed = common::crash::seed("object_store_delta");
+    for round in 0..2u64 {
+        let load = Load {
+            store_args: &["--object-store", &url, "--ship-interval-ms", "50", "--checkpoint-events", "3000"],
+            load_args: &["--tasks", "8", "--entities", "200"],
+            fsync_interval_ms: 100,
+            kill_after: Duration::from_millis(900 + (seed + round * 337) % 700),
+            first_ack_within: Duration::from_secs(30),
+        };
+        load_and_kill(&dir, &load);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog")).arg("--data-dir").arg(&dir).args(["--object-store", &url, "recover"]).output().unwrap();
+    assert!(out.status.success(), "recover: {}", String::from_utf8_lossy(&out.stderr));
+    let mut checkpointed = 0u64;
+    for shard in 0..2 {
+        let manifest = tidelog::layout::manifest_file(&tidelog::layout::checkpoint_dir(&dir, shard));
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+        checkpointed += manifest["checkpoints"].as_array().unwrap().iter().map(|c| c["events"].as_u64().unwrap()).sum::<u64>();
+    }
+    assert!(checkpointed > 6_000, "{checkpointed} events checkpointed");
+    let table = format!("{url}/tables/events");
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/delta-readers.sh"))
+        .args([table.as_str(), "--expect-rows", &checkpointed.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Delta table: {text}");
+    eprintln!("{checkpointed} events checkpointed; readers: {text}");
+}
