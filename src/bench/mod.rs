@@ -101,6 +101,8 @@ pub fn run_with(options: &Options) -> Result<Report, Error> {
     let _ = (queries, peers);
     workloads::recovery::run(&ctx, &mut report)?;
     workloads::http::run(&ctx, &mut report)?;
+    #[cfg(feature = "object-store")]
+    workloads::object_store::run(&ctx, &mut report)?;
 
     report.warnings = watchdog::take();
     table::print_warnings(&report);

@@ -210,6 +210,8 @@ impl DeltaSink {
         let mut writer = RecordBatchWriter::for_table(table).map_err(delta_error("write to"))?.with_commit_properties(properties);
         for batch in batches {
             writer.write(batch).await.map_err(delta_error("write to"))?;
+            // Encoding is CPU work on the side runtime's worker, which SQL shares: a batch at a time.
+            tokio::task::yield_now().await;
         }
         writer.flush_and_commit(table).await.map_err(delta_error("commit to"))?;
         self.committed[shard] = Some(last_position);

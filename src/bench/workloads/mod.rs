@@ -7,6 +7,8 @@ pub mod batch;
 pub mod durable;
 pub mod http;
 pub mod memory;
+#[cfg(feature = "object-store")]
+pub mod object_store;
 pub mod queries;
 pub mod recovery;
 pub mod seed;
