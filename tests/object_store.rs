@@ -233,3 +233,49 @@ fn killed_loads_append_every_checkpointed_event_to_the_delta_table_once() {
     assert!(out.status.success(), "the Delta table: {text}");
     eprintln!("{checkpointed} events checkpointed; readers: {text}");
 }
+
+/// A Delta table that cannot be written (a file where its directory would be) never holds back the WAL's
+/// shipping: rounds complete, the table's error shows on its own, and once the way is clear the table
+/// gets every checkpointed event.
+#[test]
+fn a_delta_table_that_cannot_be_written_does_not_hold_back_shipping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, remote, blocked) = (tmp.path().join("data"), tmp.path().join("remote"), tmp.path().join("tables"));
+    std::fs::write(&blocked, b"in the way").unwrap();
+    let mut config = config(&dir, &remote);
+    let table = format!("{}/events", file_url(&blocked));
+    config.object_store.as_mut().unwrap().delta_table = Some(table.clone());
+    let store = Store::open(config).unwrap();
+    append_batches(&store, 100, "a");
+    wait_until("the table's failure reported", || store.ship_status().unwrap().delta_last_error.is_some());
+    let after_appends_us = tidelog::time::now_us();
+    wait_until("a complete round after the appends", || {
+        let s = store.ship_status().unwrap();
+        s.last_error.is_none() && s.shipped_through_us.is_some_and(|t| t > after_appends_us)
+    });
+    let shipped = |k: usize| remote.join(format!("shard-{k}/checkpoints/MANIFEST.json")).exists();
+    wait_until("a checkpoint shipped", || shipped(0) || shipped(1));
+    assert!(store.ship_status().unwrap().delta_last_error.is_some());
+    assert_eq!(store.ship_status().unwrap().delta_commits, 0);
+
+    std::fs::remove_file(&blocked).unwrap();
+    wait_until("the table caught up", || {
+        let s = store.ship_status().unwrap();
+        s.delta_last_error.is_none() && s.delta_commits > 0
+    });
+    store.close().unwrap();
+    let mut checkpointed = 0u64;
+    for shard in 0..2 {
+        let manifest = tidelog::layout::manifest_file(&tidelog::layout::checkpoint_dir(&dir, shard));
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+        checkpointed += manifest["checkpoints"].as_array().unwrap().iter().map(|c| c["events"].as_u64().unwrap()).sum::<u64>();
+    }
+    assert_eq!(checkpointed, 10_000, "close checkpointed every event");
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/delta-readers.sh"))
+        .args([table.as_str(), "--expect-rows", "10000"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Delta table: {text}");
+}

@@ -63,7 +63,7 @@ pub fn render(store: &Store) -> String {
     }
     #[cfg(feature = "object-store")]
     if let Some(ship) = store.ship_status() {
-        let gauges: [(&str, &str, &str, f64); 8] = [
+        let gauges: [(&str, &str, &str, f64); 9] = [
             ("tidelog_object_store_lag_ms", "gauge", "Since the start of the last shipping round that shipped everything.", ship.lag_ms as f64),
             ("tidelog_object_store_failing", "gauge", "1 while the last shipping round failed.", if ship.last_error.is_some() { 1.0 } else { 0.0 }),
             ("tidelog_object_store_rounds_failed_total", "counter", "Shipping rounds that failed (retried).", ship.rounds_failed as f64),
@@ -72,6 +72,7 @@ pub fn render(store: &Store) -> String {
             ("tidelog_object_store_deleted_objects_total", "counter", "Objects deleted from the object store (made redundant by shipped checkpoints).", ship.deleted_objects as f64),
             ("tidelog_delta_events_appended_total", "counter", "Events appended to the Delta Lake table by this process.", ship.delta_events_appended as f64),
             ("tidelog_delta_commits_total", "counter", "Commits to the Delta Lake table by this process.", ship.delta_commits as f64),
+            ("tidelog_delta_failing", "gauge", "1 while the last attempt to append to the Delta Lake table failed.", if ship.delta_last_error.is_some() { 1.0 } else { 0.0 }),
         ];
         for (name, kind, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");

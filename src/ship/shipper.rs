@@ -53,6 +53,8 @@ pub struct Shipper {
     tiering: Tiering,
     /// The Delta table's URL, and its writer once the store's id is read (`prepare`).
     delta_url: Option<String>,
+    /// `id_salt` of the data directory, which names its shards' transactions in the table.
+    store_id: Option<String>,
     delta: Option<DeltaSink>,
 }
 
@@ -110,7 +112,7 @@ impl Shipper {
                 manifest_shipped: None,
             })
             .collect();
-        Shipper { remote, data_dir, shards, status, ship_interval_ms: config.ship_interval_ms, ready: false, epochs_shipped: None, shipped_marked_us: None, tiering: Tiering { budget_bytes: config.local_checkpoint_budget_bytes, max_age_s: config.local_checkpoint_max_age_s }, delta_url: config.delta_table.clone(), delta: None }
+        Shipper { remote, data_dir, shards, status, ship_interval_ms: config.ship_interval_ms, ready: false, epochs_shipped: None, shipped_marked_us: None, tiering: Tiering { budget_bytes: config.local_checkpoint_budget_bytes, max_age_s: config.local_checkpoint_max_age_s }, delta_url: config.delta_table.clone(), store_id: None, delta: None }
     }
 
     /// Ships every interval until `stop` fires, then once more (the shards are closed by then, so that
@@ -171,7 +173,6 @@ impl Shipper {
         for k in 0..self.shards.len() {
             self.ship_wal(k).await?;
             self.ship_checkpoints(k).await?;
-            self.append_to_delta(k).await?;
             self.drop_local_checkpoints(k).await?;
         }
         let epochs = read_optional(crate::layout::epochs_file(&self.data_dir)).await?;
@@ -183,12 +184,39 @@ impl Shipper {
         // round (a request a second adds up on a bill). Its time only understates what is shipped.
         let idle = self.status.uploaded_objects() == uploaded_before;
         if idle && self.shipped_marked_us.is_some_and(|t| started_us - t < SHIPPED_REFRESH_US) {
+            self.append_all_to_delta().await;
             return Ok(());
         }
         let shipped = serde_json::json!({ "shipped_through_us": started_us });
         self.put(&Key::from(remote::SHIPPED_KEY), serde_json::to_vec(&shipped).expect("json")).await?;
         self.shipped_marked_us = Some(started_us);
+        self.append_all_to_delta().await;
         Ok(())
+    }
+
+    /// The Delta table's appends come after the round's shipping and fail apart from it: a table that
+    /// refuses commits (another schema there, a conflict past the retries) never holds back the WAL's
+    /// shipping, and so never the recovery point. Its error shows in `/health` and is retried next round.
+    async fn append_all_to_delta(&mut self) {
+        let (Some(url), Some(store_id)) = (self.delta_url.as_deref(), self.store_id.as_deref()) else { return };
+        if self.delta.is_none() {
+            match DeltaSink::new(url, store_id, self.shards.len()) {
+                Ok(sink) => self.delta = Some(sink),
+                Err(e) => {
+                    tracing::warn!("object store: opening the Delta table failed (retried next round): {e}");
+                    self.status.delta_failed(e.to_string());
+                    return;
+                }
+            }
+        }
+        for k in 0..self.shards.len() {
+            if let Err(e) = self.append_to_delta(k).await {
+                tracing::warn!(shard = k, "object store: appending to the Delta table failed (retried next round): {e}");
+                self.status.delta_failed(e.to_string());
+                return;
+            }
+        }
+        self.status.delta_ok();
     }
 
     /// Checks that the prefix is this store's (or empty) and reads what is already there.
@@ -206,12 +234,12 @@ impl Shipper {
             Err(object_store::Error::NotFound { .. }) => self.put(&key, local.clone()).await?,
             Err(e) => return Err(ShipError::remote("read", &key)(e)),
         }
-        if let Some(url) = self.delta_url.as_deref() {
+        if self.delta_url.is_some() {
             let store_id = serde_json::from_slice::<serde_json::Value>(&local)
                 .ok()
                 .and_then(|v| v.get("id_salt").map(|s| s.to_string().trim_matches('"').to_string()))
                 .ok_or_else(|| ShipError::Failed(format!("{} has no id_salt", meta_path.display())))?;
-            self.delta = Some(DeltaSink::new(url, &store_id, self.shards.len())?);
+            self.store_id = Some(store_id);
         }
         for k in 0..self.shards.len() {
             let wal = list(&*self.remote.store, &remote::wal_prefix(k)).await?;

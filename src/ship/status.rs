@@ -22,6 +22,7 @@ pub struct ShipStatus {
     delta_table: Option<String>,
     delta_events: AtomicU64,
     delta_commits: AtomicU64,
+    delta_last_error: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +47,8 @@ pub struct ShipStatusSnapshot {
     /// Events and commits this process appended to it.
     pub delta_events_appended: u64,
     pub delta_commits: u64,
+    /// Why the last attempt to append to the table failed (cleared by one that succeeds).
+    pub delta_last_error: Option<String>,
 }
 
 impl ShipStatus {
@@ -64,6 +67,7 @@ impl ShipStatus {
             delta_table,
             delta_events: AtomicU64::new(0),
             delta_commits: AtomicU64::new(0),
+            delta_last_error: Mutex::new(None),
         }
     }
 
@@ -96,6 +100,14 @@ impl ShipStatus {
         self.delta_commits.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn delta_failed(&self, error: String) {
+        *self.delta_last_error.lock().unwrap() = Some(error);
+    }
+
+    pub(crate) fn delta_ok(&self) {
+        *self.delta_last_error.lock().unwrap() = None;
+    }
+
     pub fn snapshot(&self) -> ShipStatusSnapshot {
         let through = self.shipped_through_us.load(Ordering::Relaxed);
         let since = if through > 0 { through } else { self.started_us };
@@ -115,6 +127,7 @@ impl ShipStatus {
             delta_table: self.delta_table.clone(),
             delta_events_appended: self.delta_events.load(Ordering::Relaxed),
             delta_commits: self.delta_commits.load(Ordering::Relaxed),
+            delta_last_error: self.delta_last_error.lock().unwrap().clone(),
         }
     }
 }
