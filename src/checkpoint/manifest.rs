@@ -158,9 +158,14 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::empty(shard)),
             Err(e) => return Err(CheckpointError::io("read", &path)(e)),
         };
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| CheckpointError::BadManifest { path: path.clone(), reason: e.to_string() })?;
-        manifest.check(shard).map_err(|reason| CheckpointError::BadManifest { path, reason })?;
+        Manifest::from_bytes(&bytes, shard).map_err(|reason| CheckpointError::BadManifest { path, reason })
+    }
+
+    /// Parses a manifest's bytes (a local file's, or a shipped copy) and checks it is shard `shard`'s and
+    /// well formed.
+    pub fn from_bytes(bytes: &[u8], shard: u32) -> Result<Manifest, String> {
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        manifest.check(shard)?;
         Ok(manifest)
     }
 

@@ -55,7 +55,7 @@ pub async fn download(remote: &Remote, data_dir: &Path) -> Result<RestoreReport,
         let checkpoint_dir = crate::layout::checkpoint_dir(data_dir, k);
         let manifest = get(remote, &Key::from(format!("{}/{}", remote::checkpoint_prefix(k), crate::layout::MANIFEST_FILE))).await?;
         if let Some(manifest) = manifest {
-            let parsed: crate::checkpoint::Manifest = serde_json::from_slice(&manifest)
+            let parsed = crate::checkpoint::Manifest::from_bytes(&manifest, k as u32)
                 .map_err(|e| ShipError::Failed(format!("shard {k}'s shipped manifest: {e}")))?;
             for c in &parsed.checkpoints {
                 let data = get(remote, &remote::checkpoint_key(k, &c.file))

@@ -74,6 +74,8 @@ struct ShardShip {
     segments: BTreeMap<u64, SegmentShip>,
     checkpoints: HashSet<String>,
     manifest_shipped: Option<Vec<u8>>,
+    /// The same, parsed (`None` if it does not parse).
+    manifest: Option<Manifest>,
 }
 
 /// One segment's parts in the object store.
@@ -110,6 +112,7 @@ impl Shipper {
                 segments: BTreeMap::new(),
                 checkpoints: HashSet::new(),
                 manifest_shipped: None,
+                manifest: None,
             })
             .collect();
         Shipper { remote, data_dir, shards, status, ship_interval_ms: config.ship_interval_ms, ready: false, epochs_shipped: None, shipped_marked_us: None, tiering: Tiering { budget_bytes: config.local_checkpoint_budget_bytes, max_age_s: config.local_checkpoint_max_age_s }, delta_url: config.delta_table.clone(), store_id: None, delta: None }
@@ -277,7 +280,8 @@ impl Shipper {
             match self.remote.store.get(&key).await {
                 Ok(found) => {
                     let bytes = found.bytes().await.map_err(ShipError::remote("read", &key))?.to_vec();
-                    if let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) {
+                    shard.manifest = Manifest::from_bytes(&bytes, k as u32).ok();
+                    if let Some(manifest) = &shard.manifest {
                         shard.shared.set_remote_cover(manifest.covered_position());
                     }
                     shard.manifest_shipped = Some(bytes);
@@ -374,10 +378,8 @@ impl Shipper {
         if self.shards[k].manifest_shipped.as_ref() == Some(&bytes) {
             return Ok(());
         }
-        let manifest: Manifest = match serde_json::from_slice(&bytes) {
-            Ok(m) => m,
-            Err(e) => return Err(ShipError::Failed(format!("{}: {e}", crate::layout::manifest_file(&dir).display()))),
-        };
+        let manifest = Manifest::from_bytes(&bytes, k as u32)
+            .map_err(|e| ShipError::Failed(format!("{}: {e}", crate::layout::manifest_file(&dir).display())))?;
         // The files first, then the manifest naming them: a reader of the object store never finds a
         // manifest naming a file that is not there.
         for c in &manifest.checkpoints {
@@ -394,6 +396,7 @@ impl Shipper {
         let cover = manifest.covered_position();
         let shard = &mut self.shards[k];
         shard.manifest_shipped = Some(bytes);
+        shard.manifest = Some(manifest.clone());
         shard.shared.set_remote_cover(cover);
         // What the shipped manifest makes redundant there: files a compaction replaced, and segments
         // every record of which it covers.
@@ -426,10 +429,9 @@ impl Shipper {
     /// in position order. A file tiering dropped from the local disk is read from the object store.
     async fn append_to_delta(&mut self, k: usize) -> Result<(), ShipError> {
         let Some(delta) = self.delta.as_mut() else { return Ok(()) };
-        let Some(shipped) = self.shards[k].manifest_shipped.as_ref() else { return Ok(()) };
-        let Ok(manifest) = serde_json::from_slice::<Manifest>(shipped) else { return Ok(()) };
-        let committed = delta.committed(k).await?;
+        let Some(manifest) = self.shards[k].manifest.as_ref() else { return Ok(()) };
         let mut files = manifest.checkpoints.clone();
+        let committed = delta.committed(k).await?;
         files.sort_by_key(|c| c.first_position);
         for c in files.into_iter().filter(|c| c.last_position > committed) {
             let bytes = match read_optional(self.shards[k].checkpoint_dir.join(&c.file)).await? {
@@ -456,8 +458,7 @@ impl Shipper {
         if budget_bytes.is_none() && max_age_s.is_none() {
             return Ok(());
         }
-        let Some(shipped) = self.shards[k].manifest_shipped.as_ref() else { return Ok(()) };
-        let Ok(manifest) = serde_json::from_slice::<Manifest>(shipped) else { return Ok(()) };
+        let Some(manifest) = self.shards[k].manifest.as_ref() else { return Ok(()) };
         let dir = self.shards[k].checkpoint_dir.clone();
         let files: Vec<String> =
             manifest.checkpoints.iter().map(|c| c.file.clone()).filter(|f| self.shards[k].checkpoints.contains(f)).collect();
@@ -549,15 +550,27 @@ async fn read_optional(path: PathBuf) -> Result<Option<Vec<u8>>, ShipError> {
 
 /// Up to `len` bytes of `path` from `offset` (fewer at its end).
 fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, ShipError> {
-    use std::os::unix::fs::FileExt;
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ShipError::io("open", path)(e)),
-    };
+    let Some(file) = open_optional(path)? else { return Ok(Vec::new()) };
     let mut buf = vec![0u8; len];
+    let got = read_full_at(&file, path, offset, &mut buf)?;
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// The file, or `None` if it is gone (a trimmed segment).
+fn open_optional(path: &Path) -> Result<Option<std::fs::File>, ShipError> {
+    match std::fs::File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ShipError::io("open", path)(e)),
+    }
+}
+
+/// Fills `buf` from `offset`, short only at the file's end; returns the bytes read.
+fn read_full_at(file: &std::fs::File, path: &Path, offset: u64, buf: &mut [u8]) -> Result<usize, ShipError> {
+    use std::os::unix::fs::FileExt;
     let mut got = 0;
-    while got < len {
+    while got < buf.len() {
         match file.read_at(&mut buf[got..], offset + got as u64) {
             Ok(0) => break,
             Ok(n) => got += n,
@@ -565,8 +578,7 @@ fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, ShipError
             Err(e) => return Err(ShipError::io("read", path)(e)),
         }
     }
-    buf.truncate(got);
-    Ok(buf)
+    Ok(got)
 }
 
 /// Where a segment's parts stop being contiguous from offset 0.
@@ -608,27 +620,14 @@ enum Stop {
 /// to the end of the last whole, checksummed record (empty if none) and why the walk stopped there.
 /// Reads only as far as the records go (a segment's pre-allocated zeros are not read past the first step).
 fn read_records(path: &Path, from: u64) -> Result<(Vec<u8>, Stop), ShipError> {
-    use std::os::unix::fs::FileExt;
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Stop::End)),
-        Err(e) => return Err(ShipError::io("open", path)(e)),
-    };
+    let Some(file) = open_optional(path)? else { return Ok((Vec::new(), Stop::End)) };
     let records_from = if from == 0 { SEGMENT_HEADER_BYTES } else { 0 };
     let mut data: Vec<u8> = Vec::new();
     let mut end = records_from;
     let stop = loop {
         let filled = data.len();
         data.resize(filled + READ_STEP_BYTES, 0);
-        let mut got = 0;
-        while got < READ_STEP_BYTES {
-            match file.read_at(&mut data[filled + got..], from + (filled + got) as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ShipError::io("read", path)(e)),
-            }
-        }
+        let got = read_full_at(&file, path, from + filled as u64, &mut data[filled..])?;
         data.truncate(filled + got);
         let at_eof = got < READ_STEP_BYTES;
         if data.len() < records_from || (from == 0 && data[..SEGMENT_HEADER_BYTES].iter().all(|&b| b == 0)) {
