@@ -232,6 +232,25 @@ fn killed_loads_append_every_checkpointed_event_to_the_delta_table_once() {
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the Delta table: {text}");
     eprintln!("{checkpointed} events checkpointed; readers: {text}");
+
+    // A node rebuilt from the object store (same store id) continues its shards' transactions: shipping
+    // to a new prefix, into the same table, it appends only its new events.
+    let restored = tmp.path().join("restored");
+    restore(&restored, &url);
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .arg("--data-dir")
+        .arg(&restored)
+        .args(["--object-store", &file_url(&tmp.path().join("remote-2")), "--delta-table", &table, "load", "--events", "5000", "--tasks", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load on the restored node: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/delta-readers.sh"))
+        .args([table.as_str(), "--expect-rows", &(checkpointed + 5000).to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Delta table after the restored node's load: {text}");
 }
 
 /// A Delta table that cannot be written (a file where its directory would be) never holds back the WAL's
