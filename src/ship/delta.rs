@@ -260,3 +260,63 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, S
         .and_then(|c| c.as_any().downcast_ref::<T>())
         .ok_or_else(|| format!("column {name} is missing or of another type"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, FixedSizeBinaryArray, Int64Array, StringArray};
+    use arrow::datatypes::Int32Type;
+    use parquet::arrow::ArrowWriter;
+
+    /// A checkpoint file's bytes holding positions 1..=3, the last two around the Unix epoch.
+    fn checkpoint(timestamps_us: [i64; 3]) -> Bytes {
+        let dictionary = |v: [&str; 3]| Arc::new(v.into_iter().collect::<DictionaryArray<Int32Type>>()) as ArrayRef;
+        let ids: Vec<[u8; 16]> = (1..=3u8).map(|i| [i; 16]).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(vec![1, 2, 3])),
+            Arc::new(FixedSizeBinaryArray::try_from_iter(ids.iter()).unwrap()),
+            dictionary(["a", "b", "b"]),
+            dictionary(["e1", "e2", "e2"]),
+            dictionary(["t", "t", "u"]),
+            Arc::new(TimestampMicrosecondArray::from(timestamps_us.to_vec()).with_timezone("UTC")),
+            Arc::new(UInt64Array::from(vec![1, 1, 2])),
+            Arc::new(StringArray::from(vec!["{}", "{\"x\":1}", "[]"])),
+            Arc::new(StringArray::from(vec![None, Some("{\"m\":true}"), None])),
+        ];
+        let batch = RecordBatch::try_new(crate::checkpoint::schema::schema(false), columns).unwrap();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn rows_after_the_committed_position_in_the_table_columns() {
+        const DAY_US: i64 = 86_400_000_000;
+        let batches = to_delta_batches(checkpoint([5, -1, DAY_US]), 1).unwrap();
+        assert_eq!(batches.len(), 1);
+        let batch = &batches[0];
+        assert_eq!(batch.schema(), arrow_schema());
+        assert_eq!(batch.num_rows(), 2, "position 1 is committed already");
+        let position = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(position.values(), &[2, 3]);
+        let tenant = batch.column_by_name("tenant_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(tenant.value(0), "b");
+        let date = batch.column_by_name("date").unwrap().as_any().downcast_ref::<Date32Array>().unwrap();
+        assert_eq!(date.values(), &[-1, 1], "a microsecond before the epoch is 1969-12-31");
+        let metadata = batch.column_by_name("metadata").unwrap();
+        assert!(metadata.is_valid(0) && metadata.is_null(1));
+        let id = batch.column_by_name("id").unwrap().as_any().downcast_ref::<arrow::array::BinaryArray>().unwrap();
+        assert_eq!(id.value(0), &[2u8; 16]);
+        assert!(to_delta_batches(checkpoint([5, -1, DAY_US]), 3).unwrap().is_empty(), "all committed: nothing");
+    }
+
+    #[test]
+    fn the_arrow_columns_are_the_delta_columns() {
+        let names: Vec<String> = arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
+        let delta: Vec<&str> = columns().iter().map(|c| c.0).collect();
+        assert_eq!(names, delta);
+        assert!(PARTITION_COLUMNS.iter().all(|p| delta.contains(p)));
+    }
+}
