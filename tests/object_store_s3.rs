@@ -2,7 +2,8 @@
 //! on loopback. `tidelog serve` ships while clients append; the object store is stopped and started again
 //! mid-ingest (every append still succeeds, the failure is reported, the lag recovers); the server is
 //! SIGKILLed; `tidelog restore` into a fresh directory then holds every event acknowledged before the last
-//! complete shipping round.
+//! complete shipping round. Two nodes append to one Delta Lake table, read back by Python deltalake and
+//! DuckDB; with a local budget of 0, checkpoints live in S3 and come back when the server starts again.
 
 mod common;
 
@@ -196,4 +197,55 @@ fn two_nodes_append_every_acknowledged_event_to_one_delta_table() {
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the readers disagree with the acknowledged events: {text}");
     eprintln!("acknowledged {:?}; readers: {text}", acked.lock().unwrap());
+}
+
+/// Tiering against S3 with a local budget of 0: shipped checkpoint files leave the local disk and the WAL is
+/// trimmed behind the shipped checkpoints while clients append; after a graceful stop the server starts
+/// again on the same directory, fetches the checkpoints back from S3, and serves every acknowledged event.
+#[test]
+fn with_a_local_budget_of_zero_checkpoints_live_in_s3_and_come_back_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3::start(&tmp.path().join("s3"));
+    let dir = tmp.path().join("data");
+    let args = ["--object-store", "s3://tidelog/tiered", "--ship-interval-ms", "100", "--segment-size-mib", "1", "--checkpoint-events", "2000", "--local-checkpoints-max-mib", "0"];
+    let mut server = Server::start_with_env(&dir, 100, &args, &s3.env);
+    let acked: Arc<Mutex<Vec<Ack>>> = Arc::default();
+    let mut clients = Clients::new(&server);
+    clients.spawn(2, {
+        let acked = acked.clone();
+        move |client, addr, stop| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 6_000 {
+                let entity = format!("c{client}-e{}", n % 11);
+                let payload = json!({ "n": n, "pad": "x".repeat(300) });
+                let body = json!({"event_type": "tick", "entity_id": entity, "payload": payload});
+                if let Some(reply) = try_request(addr, "POST", "/api/v1/events", Some("application/json"), body.to_string().as_bytes()) {
+                    if reply.status == 200 {
+                        acked.lock().unwrap().push(Ack::of_reply(&reply.json(), entity, payload));
+                    }
+                }
+                n += 1;
+            }
+        }
+    });
+    let parquet_files = || -> usize {
+        (0..2)
+            .filter_map(|k| std::fs::read_dir(tidelog::layout::checkpoint_dir(&dir, k)).ok())
+            .map(|d| d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet")).count())
+            .sum()
+    };
+    let first_segment = |k: usize| tidelog::wal::segment::list_segments(&tidelog::layout::wal_dir(&dir, k)).unwrap()[0].0;
+    wait_for("checkpoints shipped, dropped locally, and the WAL trimmed behind them", Duration::from_secs(90), || {
+        let s = object_store(&server);
+        s["rounds_ok"].as_u64() > Some(5) && parquet_files() == 0 && (first_segment(0) > 1 || first_segment(1) > 1)
+    });
+    let status = clients.stop_with(|| server.terminate());
+    assert!(status.success(), "tidelog serve exited with {status}: {}", server.logs());
+    assert_eq!(parquet_files(), 0, "a budget of 0 keeps no shipped checkpoint on the local disk");
+
+    let server = Server::start_with_env(&dir, 100, &args, &s3.env);
+    let acked = acked.lock().unwrap();
+    assert!(acked.len() > 2_000, "{} acknowledged", acked.len());
+    verify_acks(&server, &acked);
+    eprintln!("{} acknowledged events served after the checkpoints came back from S3", acked.len());
 }
