@@ -185,15 +185,13 @@ impl DeltaSink {
     /// Appends the events of one checkpoint file (`parquet`, the whole file) after the shard's committed
     /// position, up to `last_position`, in one commit. Returns the events appended.
     pub async fn append(&mut self, shard: usize, parquet: Bytes, last_position: u64) -> Result<u64, ShipError> {
-        let after = self.committed(shard).await?;
-        if last_position <= after {
+        if last_position <= self.committed(shard).await? {
             return Ok(0);
         }
-        let batches = super::shipper::blocking(move || to_delta_batches(parquet, after)).await?;
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        // The table's own word, read fresh: a commit can land although its call failed (a post-commit step,
+        // a lost reply), and then the position remembered here is behind.
         let app_id = self.app_id(shard);
         let table = self.table().await?;
-        // A commit landed by an earlier run of this shard (the write below then failed to be recorded).
         let log_store = table.log_store();
         let version = table
             .snapshot()
@@ -201,12 +199,16 @@ impl DeltaSink {
             .transaction_version(log_store.as_ref(), app_id.clone())
             .await
             .map_err(delta_error("read"))?;
-        if version.is_some_and(|v| v >= last_position as i64) {
-            self.committed[shard] = Some(version.unwrap_or(0) as u64);
+        let after = version.map_or(0, |v| u64::try_from(v).unwrap_or(0)).max(self.committed[shard].unwrap_or(0));
+        self.committed[shard] = Some(after);
+        if last_position <= after {
             return Ok(0);
         }
+        let batches = super::shipper::blocking(move || to_delta_batches(parquet, after)).await?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let properties = CommitProperties::default()
             .with_application_transaction(Transaction::new(app_id, i64::try_from(last_position).unwrap_or(i64::MAX)));
+        let table = self.table.as_mut().expect("loaded above");
         let mut writer = RecordBatchWriter::for_table(table).map_err(delta_error("write to"))?.with_commit_properties(properties);
         for batch in batches {
             writer.write(batch).await.map_err(delta_error("write to"))?;
