@@ -201,3 +201,39 @@ async fn pipelined(store: Store, spec: LoadSpec, on_ack: impl Fn(&AppendAck, u64
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds")
 }
+
+/// With an object store: the shipping lag, sampled every 50 ms on a thread of its own while a load runs
+/// (`tidelog load` prints it, the benchmark records it).
+#[cfg(feature = "object-store")]
+pub struct LagSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<u64>>,
+}
+
+#[cfg(feature = "object-store")]
+impl LagSampler {
+    /// `None` when the store ships nowhere.
+    pub fn start(store: &Store) -> Option<LagSampler> {
+        store.ship_status()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (store, done) = (store.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut lags_ms = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                lags_ms.extend(store.ship_status().map(|s| s.lag_ms));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            lags_ms
+        });
+        Some(LagSampler { stop, thread })
+    }
+
+    /// Stops sampling; the lags seen, in ms, ascending. Call before closing the store (the sampler holds a
+    /// handle to it).
+    pub fn stop(self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut lags_ms = self.thread.join().unwrap_or_default();
+        lags_ms.sort_unstable();
+        lags_ms
+    }
+}

@@ -48,7 +48,7 @@ pub fn load(store: &Store, args: LoadArgs) -> Result<(), String> {
     };
     let printed = spec.clone();
     #[cfg(feature = "object-store")]
-    let lag = LagSampler::start(store);
+    let lag = tidelog::loadgen::LagSampler::start(store);
     let report = run_load(store, &spec, move |ack, seq| {
         if print_acks {
             let entity = tidelog::loadgen::entity_of(&printed, seq);
@@ -58,7 +58,7 @@ pub fn load(store: &Store, args: LoadArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     #[cfg(feature = "object-store")]
     if let Some(lag) = lag {
-        lag.report(store);
+        report_shipping(lag, store);
     }
     let l = &report.latency_ns;
     eprintln!(
@@ -85,45 +85,20 @@ pub fn load(store: &Store, args: LoadArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// With an object store: the shipping lag, sampled every 50 ms while the load runs.
+/// With an object store: the lag sampled during the load, and what was shipped.
 #[cfg(feature = "object-store")]
-struct LagSampler {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<u64>>,
-}
-
-#[cfg(feature = "object-store")]
-impl LagSampler {
-    fn start(store: &Store) -> Option<LagSampler> {
-        store.ship_status()?;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (store, done) = (store.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut lags_ms = Vec::new();
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                lags_ms.extend(store.ship_status().map(|s| s.lag_ms));
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            lags_ms
-        });
-        Some(LagSampler { stop, thread })
-    }
-
-    fn report(self, store: &Store) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut lags_ms = self.thread.join().unwrap_or_default();
-        lags_ms.sort_unstable();
-        let Some(status) = store.ship_status() else { return };
-        eprintln!(
-            "  object store {}: shipping lag during the load p50 {} ms, max {} ms ({} samples); {:.1} MiB in {} objects uploaded, {} rounds failed{}",
-            status.url,
-            lags_ms.get(lags_ms.len() / 2).copied().unwrap_or(0),
-            lags_ms.last().copied().unwrap_or(0),
-            lags_ms.len(),
-            status.uploaded_bytes as f64 / (1 << 20) as f64,
-            status.uploaded_objects,
-            status.rounds_failed,
-            status.last_error.map(|e| format!(" (last: {e})")).unwrap_or_default()
-        );
-    }
+fn report_shipping(lag: tidelog::loadgen::LagSampler, store: &Store) {
+    let lags_ms = lag.stop();
+    let Some(status) = store.ship_status() else { return };
+    eprintln!(
+        "  object store {}: shipping lag during the load p50 {} ms, max {} ms ({} samples); {:.1} MiB in {} objects uploaded, {} rounds failed{}",
+        status.url,
+        lags_ms.get(lags_ms.len() / 2).copied().unwrap_or(0),
+        lags_ms.last().copied().unwrap_or(0),
+        lags_ms.len(),
+        status.uploaded_bytes as f64 / (1 << 20) as f64,
+        status.uploaded_objects,
+        status.rounds_failed,
+        status.last_error.map(|e| format!(" (last: {e})")).unwrap_or_default()
+    );
 }

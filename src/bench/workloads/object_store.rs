@@ -4,9 +4,7 @@
 //! timed.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
@@ -14,7 +12,7 @@ use super::{load, Ctx};
 use crate::bench::report::{LatencyRow, RecoveryResult, Report, ThroughputRow};
 use crate::bench::stats::LatencyUs;
 use crate::bench::{other_error, table};
-use crate::loadgen::LoadSpec;
+use crate::loadgen::{LagSampler, LoadSpec};
 use crate::ship::{download, ObjectStoreConfig, Remote};
 use crate::{Error, Store, StoreConfig};
 
@@ -47,7 +45,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
             let setup = format!("2 shards, FSYNC_INTERVAL=100, batch {BATCH_EVENTS}, {CALLERS} callers, {mode}, round {}", round + 1);
             let sampler = LagSampler::start(&store);
             let loaded = load(&store, &spec, &format!("object store: {setup}"), None)?;
-            let lag_ns = sampler.stop();
+            let lags_ms = sampler.map(LagSampler::stop).unwrap_or_default();
             // With shipping, close waits for the last round: the checkpoint written at close, and its
             // Delta commit.
             let closing = Instant::now();
@@ -60,6 +58,8 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> Result<(), Error> {
             );
             if shipping {
                 let operation = format!("shipping lag during the load (sampled every 50 ms), round {}", round + 1);
+                let mut lag_ns = Histogram::<u64>::new_with_bounds(1, HOUR_NS, 3).expect("histogram");
+                lags_ms.iter().for_each(|&ms| lag_ns.saturating_record(ms.saturating_mul(1_000_000)));
                 lags.push(LatencyRow::new(WORKLOAD, "tidelog", &operation, LatencyUs::of(&lag_ns), 0.0));
                 if let Some(previous) = last_remote.replace(remote) {
                     ctx.remove(&previous);
@@ -122,35 +122,4 @@ fn restore(ctx: &Ctx, remote: &Path, events: u64) -> Result<RecoveryResult, Erro
         events_per_s: events as f64 / open_s.max(f64::MIN_POSITIVE),
         shard_reports: Vec::new(),
     })
-}
-
-/// The store's shipping lag, sampled every 50 ms on a thread of its own while a load runs.
-struct LagSampler {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Histogram<u64>>,
-}
-
-impl LagSampler {
-    fn start(store: &Store) -> LagSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::spawn({
-            let (stop, store) = (stop.clone(), store.clone());
-            move || {
-                let mut lag_ns = Histogram::<u64>::new_with_bounds(1, HOUR_NS, 3).expect("histogram");
-                while !stop.load(Ordering::Relaxed) {
-                    if let Some(lag_ms) = store.ship_status().map(|s| s.lag_ms) {
-                        lag_ns.saturating_record(lag_ms.saturating_mul(1_000_000));
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                lag_ns
-            }
-        });
-        LagSampler { stop, thread }
-    }
-
-    fn stop(self) -> Histogram<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or_else(|_| Histogram::new_with_bounds(1, HOUR_NS, 3).expect("histogram"))
-    }
 }
